@@ -59,7 +59,7 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """DateTime(timezone=True) that always hands back aware UTC datetimes (SQLite stores no offset)."""
+    """DateTime(timezone=True) that stores and hands back aware UTC datetimes, whatever the backend."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -72,9 +72,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        # SQLite hands back naive UTC; PostgreSQL an aware value in the connection's time zone.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

@@ -305,6 +305,18 @@ def test_delete_user_cascades_to_everything(sessions: sessionmaker[Session]) -> 
         assert repo.export_user_data(s, user_id=kept)["feedback"][0]["user_id"] == kept
 
 
+def test_repository_never_commits(sessions: sessionmaker[Session]) -> None:
+    """The caller's rollback discards everything, even a click whose first statement is a SAVEPOINT."""
+    with sessions.begin() as s:
+        user_id = repo.create_user(s).id
+    with sessions() as s:
+        click(s, user_id, 1, "like")  # no client_event_id: the savepoint opens the transaction
+        populate(s)
+        s.rollback()
+    with sessions() as s:
+        assert count(s, User) == 1 and count(s, FeedbackEvent) == 0 and count(s, Impression) == 0
+
+
 # --- concurrency and durability ----------------------------------------------------------------
 
 
