@@ -7,7 +7,9 @@ profile?"), "smalltalk" ("hi", "thanks") and "empty". ``Constraints`` is the har
 
 Hostile text is safe by construction: parsing reads at most ``MAX_CHARS`` cleaned characters (the Turn says
 when it cut), markup is stripped, and free text only ever becomes a movie through ``TitleResolver`` against
-the catalog; a match by embedding similarity alone is returned as "ambiguous", to be confirmed. Not for: ranking, replies (reply.py) or remembering earlier turns (the caller merges).
+the catalog; a match by embedding similarity alone is returned as "ambiguous", to be confirmed.
+
+Not for: ranking, replies (reply.py) or remembering earlier turns (the caller merges constraints).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def relative_constraint(direction: str | None, shown_years: Iterable[int | None]
 class Turn:
     """What one message says. Resolutions keep unresolved titles so the app can ask back.
 
-    Cards are 1-based positions in the list on screen. ``constraints`` is this message's delta: the caller
+    ``intent`` is the main one, but a message can carry more ("loved Heat, no horror" is feedback with a
+    constraint): apply every non-empty part. Cards are 1-based positions in the list on screen. ``constraints`` is this message's delta: the caller
     merges it onto the current ones (critique) or starts afresh (request). ``topic``: for questions
     "why" | "profile" | "help"; for small talk "greeting" | "thanks" | "bye" | "ack".
     """
@@ -401,39 +404,36 @@ def _assemble(
     hits: list[_Hit],
     constraints: Constraints,
 ) -> Turn:
-    hits = list(
-        {
-            (h.role, h.resolution.status, h.resolution.ids, normalize(h.resolution.query)): h for h in hits
-        }.values()
-    )
-    by_role = {
-        role: tuple(h.resolution for h in hits if h.role == role) for role in ("like", "dislike", "about")
-    }
-    seeds = tuple(h.resolution for h in hits if h.role in ("similar", None))
-    card_roles = {role: tuple(dict.fromkeys(n for r, n, _, _ in cards if r == role)) for role in _ROLES}
-    relative = _relative_year(masked)
-    topic = _question_topic(work, bool(by_role["about"] or card_roles["about"]))
-    parts = dict(
-        liked=by_role["like"],
-        disliked=by_role["dislike"],
-        seeds=seeds,
-        about=by_role["about"],
-        liked_cards=card_roles["like"],
-        disliked_cards=card_roles["dislike"],
-        more_like=card_roles["similar"],
-        about_cards=card_roles["about"],
+    hits = list({_hit_key(h): h for h in hits}.values())
+    titles = {role: tuple(h.resolution for h in hits if h.role == role) for role in _ROLES}
+    numbers = {role: tuple(dict.fromkeys(n for r, n, _, _ in cards if r == role)) for role in _ROLES}
+    turn = Turn(
+        "request",
+        clean,
+        truncated,
+        liked=titles["like"],
+        disliked=titles["dislike"],
+        seeds=tuple(h.resolution for h in hits if h.role in ("similar", None)),
+        about=titles["about"],
+        liked_cards=numbers["like"],
+        disliked_cards=numbers["dislike"],
+        more_like=numbers["similar"],
+        about_cards=numbers["about"],
         constraints=constraints,
-        relative_year=relative,
+        relative_year=_relative_year(masked),
+        topic=_question_topic(work, bool(titles["about"] or numbers["about"])),
     )
-    if topic:
-        intent: Intent = "question"
-    elif parts["liked"] or parts["disliked"] or parts["liked_cards"] or parts["disliked_cards"]:
-        intent = "feedback"
-    elif (not constraints.is_empty or relative or parts["more_like"]) and not seeds and not _asks(masked):
-        intent = "critique"
-    else:
-        intent = "request"
-    return Turn(intent, clean, truncated, topic=topic, **parts)  # type: ignore[arg-type]
+    return replace(turn, intent=_intent(turn, _asks(masked)))
+
+
+def _intent(turn: Turn, asks: bool) -> Intent:
+    """The main intent; a Turn may carry more ('loved Heat, no horror' is feedback with a constraint)."""
+    if turn.topic:
+        return "question"
+    if turn.liked or turn.disliked or turn.liked_cards or turn.disliked_cards:
+        return "feedback"
+    steers = not turn.constraints.is_empty or turn.relative_year is not None or bool(turn.more_like)
+    return "critique" if steers and not turn.seeds and not asks else "request"
 
 
 _ROLES: tuple[Role, ...] = ("like", "dislike", "similar", "about")

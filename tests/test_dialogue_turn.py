@@ -96,7 +96,8 @@ def test_year_critiques(say, text, year_min, year_max):
 
 
 @pytest.mark.parametrize(
-    ("text", "direction"), [("newer", "newer"), ("more recent", "newer"), ("older", "older"), ("classics", "older")]
+    ("text", "direction"),
+    [("newer", "newer"), ("more recent", "newer"), ("older", "older"), ("classics", "older")],
 )
 def test_relative_year_critiques(say, text, direction):
     turn = say(text)
@@ -197,7 +198,9 @@ def test_questions(say, text, topic, cards, about):
     assert (turn.intent, turn.topic, turn.about_cards, ids(turn.about)) == ("question", topic, cards, about)
 
 
-@pytest.mark.parametrize(("text", "topic"), [("hi there!", "greeting"), ("thanks a lot", "thanks"), ("bye", "bye")])
+@pytest.mark.parametrize(
+    ("text", "topic"), [("hi there!", "greeting"), ("thanks a lot", "thanks"), ("bye", "bye")]
+)
 def test_smalltalk(say, text, topic):
     assert say(text).topic == topic
 
@@ -282,8 +285,12 @@ def test_constraints_allow():
 
 
 def test_constraints_merge_newer_wins():
-    old = Constraints(year_max=1989, include_genres=frozenset({"Horror"}), exclude_genres=frozenset({"Comedy"}))
-    new = Constraints(year_min=2001, include_genres=frozenset({"Comedy"}), exclude_genres=frozenset({"Horror"}))
+    old = Constraints(
+        year_max=1989, include_genres=frozenset({"Horror"}), exclude_genres=frozenset({"Comedy"})
+    )
+    new = Constraints(
+        year_min=2001, include_genres=frozenset({"Comedy"}), exclude_genres=frozenset({"Horror"})
+    )
     merged = old.merge(new)
     assert (merged.year_min, merged.year_max) == (2001, None)  # 'after 2000' overrides 'before 1990'
     assert merged.include_genres == {"Comedy"} and merged.exclude_genres == {"Horror"}
