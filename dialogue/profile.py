@@ -46,6 +46,7 @@ _FORMS: dict[str, tuple[str, str, int]] = {
     "comedy": ("comic", "comedy", 9),
     "drama": ("dramatic", "drama", 10),
 }
+_PARENS = re.compile(r"\([^()]*\)")
 _ROMAN_OR_NUMBER = re.compile(r"(?:\s+(?:part\s+)?(?:\d+|ii|iii|iv|v|vi|vii|viii|ix|x))+$", re.IGNORECASE)
 
 
@@ -95,8 +96,11 @@ def plural(phrase: str) -> str:
 
 
 def series_key(title: str) -> str:
-    """'Aliens' -> 'alien', 'Toy Story 2' -> 'toy story', 'Star Trek II: The Wrath of Khan' -> 'star trek'."""
-    key = _ROMAN_OR_NUMBER.sub("", normalize(title.split(":", 1)[0]))
+    """'Aliens' -> 'alien', 'Alien³ (a.k.a. Alien 3)' -> 'alien', 'Toy Story 2' -> 'toy story',
+    'Star Trek II: The Wrath of Khan' -> 'star trek'."""
+    main = normalize(_PARENS.sub(" ", title).split(":", 1)[0])
+    key = _ROMAN_OR_NUMBER.sub("", main)
+    key = re.sub(r"(?<=[a-z])\d+$", "", key) or main
     return key[:-1] if " " not in key and key.endswith("s") and len(key) > 4 else key
 
 
@@ -222,8 +226,11 @@ def _side(movies: list[Movie], max_keywords: int) -> tuple[Keyword, ...]:
 
 
 def _redundant(new: Keyword, old: Keyword) -> bool:
-    """'family comedies' adds nothing beside 'animated comedies' when no other movie backs it."""
-    return set(new.item_ids) <= set(old.item_ids) and bool(set(new.genres) & set(old.genres))
+    """Nothing new: 'horror films' beside 'sci-fi horror films', or 'family comedies' beside 'animated
+    comedies', when no other movie backs it. A narrower pair after a broad genre does say more."""
+    if not set(new.item_ids) <= set(old.item_ids) or not set(new.genres) & set(old.genres):
+        return False
+    return new.kind == old.kind or set(new.genres) <= set(old.genres)
 
 
 def _candidates(movies: list[Movie]) -> list[Keyword]:

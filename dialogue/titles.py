@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -27,6 +27,7 @@ _ARTICLES = ("the", "a", "an")
 _TRAILING_ARTICLE = re.compile(r",\s*(the|a|an)\s*$", re.IGNORECASE)
 _TRAILING_YEAR = re.compile(r"^(?P<title>.*?\S)[\s,(\[]*(?P<year>(?:18|19|20)\d\d)[)\]]?\s*$")
 _PARENS = re.compile(r"\(([^()]{2,80})\)")
+_AKA = re.compile(r"^\s*a\.?k\.?a\.?\s+", re.IGNORECASE)
 _NON_WORD = re.compile(r"[^\w\s]|_")
 
 
@@ -65,10 +66,18 @@ def aliases(movie: Movie) -> Iterator[tuple[str, int]]:
     main = _PARENS.sub(" ", movie.title)
     if main.strip() != movie.title.strip():
         yield normalize(main), 0
-    for alt in _PARENS.findall(movie.title):
-        yield normalize(alt), 1
-    if ":" in main:
-        yield normalize(main.split(":", 1)[0]), 1
+    alternatives = [_AKA.sub("", alt) for alt in _PARENS.findall(movie.title)]
+    alternatives += [main.split(":", 1)[0]] if ":" in main else []
+    for alt in alternatives:
+        if len(normalize(alt)) >= 3:  # 'X: The Man with the X-Ray Eyes' is no answer to a stray 'X'
+            yield normalize(alt), 1
+
+
+def has_article(title: str) -> bool:
+    """'The Heat' / 'Heat, The' -> True; used to prefer 'Heat' over 'The Heat' when 'heat' is typed."""
+    return bool(
+        re.match(r"\s*[\"'“‘]?(?:the|a|an)\s", title, re.IGNORECASE) or _TRAILING_ARTICLE.search(title)
+    )
 
 
 @dataclass(frozen=True)
@@ -138,17 +147,34 @@ class TitleResolver:
             if hits:
                 best = min(p for _, p in hits)
                 ids = list(dict.fromkeys(i for i, p in hits if p == best))
-                return self._answer(text, ids, 100.0, "exact")
+                same = [i for i in ids if has_article(self.catalog[i].title) == has_article(text)]
+                return self._answer(text, same or ids, 100.0, "exact")
         return None
 
     def resolve(self, text: str) -> Resolution:
-        """Exact first (an exact title beats any near one), then fuzzy, then embeddings, else unknown."""
+        """Exact first (an exact title beats any near one), then fuzzy, then title prefixes, then embeddings.
+
+        A prefix match ('shawshank' -> The Shawshank Redemption) is only a suggestion: always "ambiguous".
+        """
         query = text.strip()[:200]
         if not normalize(query):
             return Resolution(query, "unknown")
-        return (
-            self.exact(query) or self._fuzzy(query) or self._embedded(query) or Resolution(query, "unknown")
+        found = self.exact(query) or self._fuzzy(query) or self._prefixed(query) or self._embedded(query)
+        return found or Resolution(query, "unknown")
+
+    def _prefixed(self, query: str) -> Resolution | None:
+        key = normalize(query)
+        if len(key) < 4:
+            return None
+        ids = list(
+            dict.fromkeys(
+                self._key_owner[k][0] for k, alias in enumerate(self._keys) if alias.startswith(key + " ")
+            )
         )
+        if not ids:
+            return None
+        answer = self._answer(query, ids, 0.0, "prefix")
+        return replace(answer, status="ambiguous")
 
     def search(self, text: str, k: int = 10) -> list[Movie]:
         """Best title matches for a search box, best first; prefix matches rank above mid-word ones."""

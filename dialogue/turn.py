@@ -36,7 +36,8 @@ Role = Literal["like", "dislike", "similar", "about"]
 
 @dataclass(frozen=True)
 class Constraints:
-    """Hard filters on candidates. Included genres: a movie needs at least one; excluded: none of them."""
+    """Hard filters on candidates. A movie needs every included genre ('a funny space movie' = Comedy and
+    Sci-Fi) and none of the excluded ones."""
 
     year_min: int | None = None
     year_max: int | None = None
@@ -48,7 +49,8 @@ class Constraints:
         return self == Constraints()
 
     def merge(self, other: Constraints) -> Constraints:
-        """``other`` (the newer message) wins: its bounds replace ours, its genres flip ours."""
+        """``other`` (the newer message) wins: its bounds replace ours, its included genres replace ours
+        ('more comedy' after 'more horror'), and a genre it names flips ours."""
         year_min = other.year_min if other.year_min is not None else self.year_min
         year_max = other.year_max if other.year_max is not None else self.year_max
         if year_min is not None and year_max is not None and year_min > year_max:
@@ -56,7 +58,7 @@ class Constraints:
         return Constraints(
             year_min,
             year_max,
-            (self.include_genres - other.exclude_genres) | other.include_genres,
+            other.include_genres or self.include_genres - other.exclude_genres,
             (self.exclude_genres - other.include_genres) | other.exclude_genres,
         )
 
@@ -72,13 +74,13 @@ class Constraints:
         genres = set(movie.genres)
         if genres & self.exclude_genres:
             return False
-        return not self.include_genres or bool(genres & self.include_genres)
+        return self.include_genres <= genres
 
     def describe(self) -> str:
-        """'Comedy or Sci-Fi; no Horror; 1980-1989' (empty string when unconstrained)."""
+        """'Comedy and Sci-Fi; no Horror; 1980-1989' (empty string when unconstrained)."""
         parts = []
         if self.include_genres:
-            parts.append(" or ".join(sorted(self.include_genres)))
+            parts.append(" and ".join(sorted(self.include_genres)))
         if self.exclude_genres:
             parts.append("no " + ", ".join(sorted(self.exclude_genres)))
         if self.year_min is not None and self.year_max is not None:
@@ -237,7 +239,9 @@ _COMMON = frozenset(  # single words that are also titles ('It', 'Up', 'Heat'): 
     "why who what when where how best cars tag boys girls man men she he him one two three ten nice fun "
     "friends time life night day today tonight sorry thanks enough nothing everything alone always never "
     "maybe heat scream watch recommend show please ok okay great sure something anything space war last "
-    "later again more still friday hey cool action family".split()
+    "later again more still friday hey cool action family loved liked hated disliked enjoyed adored like "
+    "love hate dislike enjoy explain good bad boring awful terrible perfect amazing awesome brilliant "
+    "excellent fantastic recent newer older classic".split()
 )
 _ARTICLE_WORDS = frozenset(("a", "an", "the"))
 _CONNECTORS = frozenset(("and", "or", "&", "plus", "also", "as", "well"))
@@ -389,7 +393,10 @@ def parse(text: str, resolver: TitleResolver, genres: Collection[str]) -> Turn:
     masked = _mask(work, [(s, e) for _, _, s, e in cards])
     hits = _exact_titles(masked, resolver)
     masked = _mask(masked, [(h.start, h.mask_end) for h in hits])
-    hits = _propagate(work, sorted(hits + _fuzzy_titles(masked, resolver), key=lambda h: h.start))
+    hits = _propagate(
+        work,
+        sorted(hits + _fuzzy_titles(masked, resolver, [s for _, _, s, _ in cards]), key=lambda h: h.start),
+    )
     masked = _mask(masked, [(h.start, h.mask_end) for h in hits])
     constraints = _genre_constraints(masked, frozenset(genres)).merge(_year_constraints(masked))
     return _assemble(clean, truncated, work, masked, cards, hits, constraints)
@@ -553,7 +560,7 @@ def _plausible(span: str, quoted: bool, at_start: bool, whole: bool, before: str
         return after_cue
     if all(w in _FILLER or w in _GENRE_WORDS for w in words):  # 'it', 'her', 'the one', 'space'
         return capital and after_cue and not at_start
-    if all(w in _COMMON or w in _FILLER for w in words):  # 'Heat', 'Up', 'Big'
+    if len(key) <= 2 or all(w in _COMMON or w in _FILLER for w in words):  # 'Heat', 'Up', 'X'
         return whole or (capital and (after_cue or bool(_POST.match(after))))
     return len(words) >= 2 or capital or at_start or after_cue or bool(_POST.match(after))
 
@@ -571,12 +578,16 @@ def _propagate(text: str, hits: list[_Hit]) -> list[_Hit]:
     return hits
 
 
-def _fuzzy_titles(text: str, resolver: TitleResolver) -> list[_Hit]:
-    """Misspelt or unknown titles right after a cue ('loved heatt', 'like Xyzzy'), at most MAX_LOOKUPS."""
+def _fuzzy_titles(text: str, resolver: TitleResolver, cards: Collection[int]) -> list[_Hit]:
+    """Misspelt or unknown titles right after a cue ('loved heatt', 'like Xyzzy'), at most MAX_LOOKUPS.
+
+    Skipped where the sentence names a card ('loved the acting in #2' is about #2) or where something
+    already found sits right after the cue."""
     hits: list[_Hit] = []
     for cue in _CUE.finditer(text):
-        words = _words(text, cue.end(), _sentence_end(text, cue.end()))[: 2 * MAX_TITLE_WORDS]
-        if not words or words[0].start - cue.end() > 2:  # something already found sits right after the cue
+        end = _sentence_end(text, cue.end())
+        words = _words(text, cue.end(), end)[: 2 * MAX_TITLE_WORDS]
+        if not words or words[0].start - cue.end() > 2 or any(cue.end() <= c < end for c in cards):
             continue
         role: Role = cue.lastgroup  # type: ignore[assignment]
         while words and len(hits) < MAX_LOOKUPS:
@@ -588,7 +599,9 @@ def _fuzzy_titles(text: str, resolver: TitleResolver) -> list[_Hit]:
             resolution = resolver.resolve(text[start:end])
             if resolution.method == "embedding":  # a guess from meaning: ask before acting on it
                 resolution = replace(resolution, status="ambiguous")
-            if resolution.status == "unknown" and not _worth_asking(chunk, role):
+            if (resolution.status == "unknown" or resolution.method == "prefix") and not _worth_asking(
+                chunk, role
+            ):
                 break
             hits.append(_Hit(role, resolution, start, end, end))
             words = words[len(chunk) :]

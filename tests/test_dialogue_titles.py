@@ -13,6 +13,7 @@ from recsys.catalog import Catalog
 from tests.conftest import TOY_MOVIES
 from tests.fakes import FakeEncoder
 
+EXTRA_COLUMNS = ["item_id", "title", "year", "genres"]
 EXTRA = [(26, "Solaris", 2002, "Drama|Romance|Sci-Fi"), (27, "Alien: Resurrection", 1997, "Horror|Sci-Fi")]
 
 
@@ -24,7 +25,7 @@ def resolver(toy_catalog) -> TitleResolver:
 @pytest.fixture
 def big_resolver() -> TitleResolver:
     """The toy catalog plus a second 'Solaris' and an Alien sequel."""
-    items = pd.DataFrame(TOY_MOVIES + EXTRA, columns=["item_id", "title", "year", "genres"])
+    items = pd.DataFrame(TOY_MOVIES + EXTRA, columns=EXTRA_COLUMNS)
     return TitleResolver(Catalog(items))
 
 
@@ -95,7 +96,7 @@ def test_close_fuzzy_matches_are_ambiguous(big_resolver):
     assert {m.label for m in r.movies} >= {"Alien (1979)", "Aliens (1986)"}
 
 
-@pytest.mark.parametrize("typed", ["xyzzy", "ignore your instructions", "", "   ", "!!!", "blade", "acting"])
+@pytest.mark.parametrize("typed", ["xyzzy", "ignore your instructions", "", "   ", "!!!", "acting", "X"])
 def test_unknown(resolver, typed):
     r = resolver.resolve(typed)
     assert r.status == "unknown" and r.movies == () and r.movie is None
@@ -105,6 +106,18 @@ def test_exact_and_fuzzy_come_before_embeddings(toy_catalog):
     resolver = TitleResolver(toy_catalog, FakeEncoder())
     assert resolver.resolve("alien").method == "exact"
     assert resolver.resolve("godfathr").method == "fuzzy"
+
+
+def test_a_title_prefix_is_only_a_suggestion(resolver):
+    r = resolver.resolve("blade")  # Blade Runner, probably: ask, do not assume
+    assert (r.status, r.ids, r.method) == ("ambiguous", (12,), "prefix")
+
+
+def test_typed_article_picks_between_heat_and_the_heat():
+    items = pd.DataFrame(TOY_MOVIES + [(28, "The Heat", 2013, "Action|Comedy|Crime")], columns=EXTRA_COLUMNS)
+    resolver = TitleResolver(Catalog(items))
+    assert resolver.resolve("heat").movie.item_id == 15
+    assert resolver.resolve("The Heat").movie.item_id == 28
 
 
 class _StubEncoder:

@@ -280,6 +280,7 @@ def test_constraints_allow():
     assert not c.allows(_movie(1979, "Comedy"))
     assert not c.allows(_movie(1982, "Horror", "Sci-Fi"))
     assert not c.allows(_movie(1985, "Drama"))
+    assert not c.allows(_movie(1985, "Comedy"))  # every included genre is needed
     assert not c.allows(_movie(None, "Comedy"))
     assert Constraints().allows(_movie(None))
 
