@@ -52,11 +52,15 @@ def split_year(text: str) -> tuple[str, int | None]:
 
 def strict_score(a: str, b: str) -> float:
     """Similarity of a typed title and an alias, 0-100. Unlike WRatio, one shared word is not enough
-    ('space friend' vs '2001 a space odyssey'), and a partial match counts only between strings of
-    similar length ('acting' must not find 'The Acting Class'; the search box still uses WRatio)."""
+    ('space friend' vs '2001 a space odyssey'): a partial match counts only between strings of similar
+    length ('acting' must not find 'The Acting Class'), a word-set match only when every typed word is in the title and covers half of it.
+    The search box, which wants loose matches, uses WRatio."""
     score = max(fuzz.ratio(a, b), fuzz.token_sort_ratio(a, b))
     if min(len(a), len(b)) >= 0.6 * max(len(a), len(b)):
         score = max(score, 0.9 * fuzz.partial_ratio(a, b))
+    words_a, words_b = set(a.split()), set(b.split())
+    if len(words_a) >= 2 and words_a <= words_b and len(words_a) >= 0.5 * len(words_b):
+        score = max(score, 0.95 * fuzz.token_set_ratio(a, b))  # 'star wars empire strikes back'
     return score
 
 
@@ -101,7 +105,7 @@ class Resolution:
 
 @dataclass(frozen=True)
 class ResolverConfig:
-    fuzzy_min: float = 85.0  # WRatio (0-100) a fuzzy match needs
+    fuzzy_min: float = 85.0  # strict_score (0-100) a fuzzy match needs
     fuzzy_margin: float = 4.0  # options within this of the best make the answer ambiguous
     embed_min: float = 0.8  # cosine an embedding match needs
     embed_margin: float = 0.02
@@ -166,11 +170,8 @@ class TitleResolver:
         key = normalize(query)
         if len(key) < 4:
             return None
-        ids = list(
-            dict.fromkeys(
-                self._key_owner[k][0] for k, alias in enumerate(self._keys) if alias.startswith(key + " ")
-            )
-        )
+        starts = sorted((len(alias), k) for k, alias in enumerate(self._keys) if alias.startswith(key + " "))
+        ids = list(dict.fromkeys(self._key_owner[k][0] for _, k in starts))  # shortest titles first
         if not ids:
             return None
         answer = self._answer(query, ids, 0.0, "prefix")
@@ -209,11 +210,19 @@ class TitleResolver:
         return self._answer(query, close, best, "fuzzy")
 
     def _fuzzy_scores(self, key: str, year: int | None, cutoff: float, limit: int = 25) -> dict[int, float]:
-        """item id -> best ``strict_score`` over its aliases (WRatio picks the candidates), a typed year
-        adding or removing ``year_bonus``."""
+        """item id -> best ``strict_score`` over its aliases, a typed year adding or removing ``year_bonus``."""
         out: dict[int, float] = {}
-        hits = process.extract(key, self._keys, scorer=fuzz.WRatio, limit=limit, score_cutoff=cutoff)
-        for alias, _, idx in hits:
+        candidates = {
+            idx
+            for scorer in (
+                fuzz.token_sort_ratio,
+                fuzz.partial_ratio,
+                fuzz.token_set_ratio,
+            )  # C-speed shortlists, then rescored
+            for _, _, idx in process.extract(key, self._keys, scorer=scorer, limit=limit, score_cutoff=cutoff)
+        }
+        for idx in sorted(candidates):
+            alias = self._keys[idx]
             score = strict_score(key, alias)
             item_id, priority = self._key_owner[idx]
             score -= priority  # a real title beats an alias at equal similarity

@@ -151,3 +151,33 @@ def test_search_box(resolver, big_resolver):
     assert {m.label for m in big_resolver.search("ali", 5)} >= {"Alien (1979)", "Aliens (1986)"}
     assert resolver.search("", 5) == [] and resolver.search("alien", 0) == []
     assert len(resolver.search("a", 4)) <= 4
+
+
+REAL_TITLES = [
+    (101, "Big", 1988, "Comedy|Drama|Fantasy|Romance"),
+    (102, "The Big Lebowski", 1998, "Comedy|Crime"),
+    (103, "Star Wars: Episode V - The Empire Strikes Back", 1980, "Action|Adventure|Sci-Fi"),
+    (104, "Die Hard", 1988, "Action|Crime|Thriller"),
+    (105, "Die Hard: With a Vengeance", 1995, "Action|Crime|Thriller"),
+    (106, "Seven (a.k.a. Se7en)", 1995, "Mystery|Thriller"),
+    (107, "X: The Man with the X-Ray Eyes", 1963, "Horror|Sci-Fi"),
+    (108, "The Shawshank Redemption", 1994, "Crime|Drama"),
+]
+
+
+@pytest.mark.parametrize(
+    ("typed", "status", "ids"),
+    [
+        ("the big lebowsky", "found", (102,)),  # one shared word ('big') is not a match for Big
+        ("star wars empire strikes back", "found", (103,)),  # every typed word is in the title
+        ("die hard with vengeance", "found", (105,)),
+        ("die hard", "found", (104,)),
+        ("se7en", "found", (106,)),  # 'a.k.a.' alternative titles are aliases
+        ("x", "unknown", ()),  # a one-letter pre-colon part is no alias
+        ("shawshank", "ambiguous", (108,)),  # a title prefix is a suggestion
+    ],
+)
+def test_titles_shaped_like_movielens(typed, status, ids):
+    resolver = TitleResolver(Catalog(pd.DataFrame(REAL_TITLES, columns=EXTRA_COLUMNS)))
+    r = resolver.resolve(typed)
+    assert (r.status, r.ids) == (status, ids)
