@@ -337,7 +337,10 @@ _PROFILE_Q = re.compile(
 _HELP_Q = re.compile(
     r"^\s*help\b|\bhow\s+(?:does\s+(?:this|it)\s+work|do\s+i\s+use)|\bwhat\s+can\s+you\s+do", re.I
 )
-_WHY = re.compile(r"\b(?:why|explain|how\s+come)\b", re.IGNORECASE)
+_WHY = re.compile(
+    r"^\W*(?:why|explain|how\s+come)\b", re.IGNORECASE
+)  # 'I loved it, don't know why' is no question
+_WORD = re.compile(r"\S+")
 
 _DECADE_WORDS = {
     w: 1920 + 10 * k
@@ -478,10 +481,7 @@ def _mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
 
 
 def _words(text: str, start: int = 0, end: int | None = None) -> list[_Word]:
-    return [
-        _Word(m.group(), m.start(), m.end())
-        for m in re.compile(r"\S+").finditer(text, start, end or len(text))
-    ]
+    return [_Word(m.group(), m.start(), m.end()) for m in _WORD.finditer(text, start, end or len(text))]
 
 
 def _context(text: str, start: int, end: int) -> tuple[str, str]:

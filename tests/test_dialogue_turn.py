@@ -310,3 +310,16 @@ def test_relative_constraint_uses_the_median_of_the_shown_list():
     assert relative_constraint("older", [1980, 1991, None]) == Constraints(year_max=1985)
     assert relative_constraint("newer", []) == Constraints()
     assert relative_constraint(None, [1990]) == Constraints()
+
+
+def test_dialogue_never_imports_gradio_or_storage():
+    import ast
+    from pathlib import Path
+
+    import dialogue
+
+    for path in Path(dialogue.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] in ("gradio", "storage")], path
