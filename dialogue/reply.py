@@ -1,7 +1,6 @@
 """What the assistant says back: short, plain replies for each kind of Turn. Pure functions.
 
-The app passes in what happened (the list now on screen, its explanations, the profile, the constraints in
-force); nothing here ranks or stores. Text the person typed is only echoed through ``quote`` (plain
+The app passes in what happened (the list now on screen, its explanations, the profile); nothing here ranks or stores. Text the person typed is only echoed through ``quote`` (plain
 characters, at most ``MAX_ECHO`` long), so a reply never carries their markup back into the page.
 Not for: parsing (turn.py) or per-card sentences (explain.py).
 """
@@ -10,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dialogue.profile import Profile, genre_name, genre_phrase
 from dialogue.titles import Resolution
@@ -28,7 +27,6 @@ class ReplyContext:
     shown: tuple[Movie, ...] = ()
     explanations: tuple[str, ...] = ()
     profile: Profile | None = None
-    constraints: Constraints = field(default_factory=Constraints)  # all in force now, merged
 
 
 def quote(text: str) -> str:
