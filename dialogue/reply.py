@@ -1,7 +1,8 @@
 """What the assistant says back: short, plain replies for each kind of Turn. Pure functions.
 
-The app passes in what happened (the list now on screen, its explanations, the profile); nothing here ranks or stores. Text the person typed is only echoed through ``quote`` (plain
-characters, at most ``MAX_ECHO`` long), so a reply never carries their markup back into the page.
+The app passes in what happened (the list now on screen, its explanations, the profile); nothing here
+ranks or stores. Text the person typed is only echoed through ``quote`` (plain characters, at most
+``MAX_ECHO`` long), so a reply never carries their markup back into the page.
 Not for: parsing (turn.py) or per-card sentences (explain.py).
 """
 
