@@ -26,7 +26,7 @@ import torch
 from recsys.baselines import GRU4Rec, GRU4RecConfig, MostPopular
 from recsys.data import Split, prepare
 from recsys.metrics import summarize, target_rank
-from recsys.sasrec import SASRec, SASRecConfig
+from recsys.sasrec import SASRec, SASRecConfig, SASRecRetriever, popularity_order
 from recsys.training import TrainConfig, mask_seen, score_all, train_model
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def evaluate_scores(score_fn: ScoreFn, split: Split, seed: int = 0) -> dict[str,
     return {p: summarize(r) for p, r in protocol_ranks(score_fn(ts.histories), ts).items()}
 
 
-def run_model(name: str, split: Split, seed: int, device: str) -> tuple[dict, float]:
-    """Train (if needed) and evaluate one model; returns metrics per protocol and training seconds."""
+def run_model(name: str, split: Split, seed: int, device: str, save: Path | None = None) -> tuple[dict, float]:
+    """Train (if needed) and evaluate one model; returns metrics per protocol and training seconds.
+    A trained SASRec is saved to ``save`` so the LLM benchmark re-ranks the very same retriever."""
     if name == "pop":
         pop = MostPopular(split)
         return evaluate_scores(pop.score_all, split, seed), 0.0
@@ -73,6 +74,8 @@ def run_model(name: str, split: Split, seed: int, device: str) -> tuple[dict, fl
     model = SASRec(split.n_items, SASRecConfig()) if name == "sasrec" else GRU4Rec(split.n_items, GRU4RecConfig())
     stats = train_model(model, split, cfg)
     model.cpu()
+    if save is not None and isinstance(model, SASRec):
+        SASRecRetriever(model, split.item_ids, popularity_order(split), {"seed": seed, "stats": stats}).save(save)
     return evaluate_scores(lambda h: score_all(model, h, cfg.max_len), split, seed), stats["seconds"]
 
 
@@ -109,7 +112,8 @@ def main(datasets: list[str], models: list[str], seeds: list[int], device: str, 
         results = {m: {"runs": []} for m in models}
         for seed in seeds:
             for m in models:
-                metrics, seconds = run_model(m, split, seed, device)
+                save = out.parent / "models" / f"{dataset}-{m}-{seed}"
+                metrics, seconds = run_model(m, split, seed, device, save)
                 results[m]["runs"].append({"seed": seed, "metrics": metrics, "seconds": seconds})
                 log.info("%s %s seed %d: %s", dataset, m, seed, json.dumps(metrics["full"]))
         all_results[dataset] = results

