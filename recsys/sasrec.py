@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from recsys.data import Split, prepare
-from recsys.training import TrainConfig, pad_left, score_all, train_model
+from recsys.training import TrainConfig, score_all, train_model
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class SASRec(nn.Module):
         nn.init.normal_(self.pos_emb.weight, std=0.02)
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, L) item indices, left-padded with 0 -> (B, L, d)."""
+        """(B, L) item indices, left-padded with 0 -> (B, L', d), L' = min(L, max_len) most recent."""
+        seq = seq[:, -self.cfg.max_len :]
         length = seq.shape[1]
         keep = (seq > 0).unsqueeze(-1)  # (B, L, 1); padded positions are zeroed after every block
         pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=seq.device)

@@ -32,7 +32,7 @@ class TrainConfig:
     max_len: int = 100
     lr: float = 1e-3
     weight_decay: float = 0.0
-    batch_size: int = 128
+    batch_size: int = 32
     epochs: int = 200
     eval_every: int = 2
     patience: int = 5  # evaluations without improvement before stopping

@@ -1,7 +1,7 @@
 import numpy as np
 
 from recsys.data import Split
-from recsys.evaluate import protocol_ranks, holdout
+from recsys.evaluate import holdout, protocol_ranks
 
 
 def _split():
