@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -185,12 +186,11 @@ def make_parser() -> argparse.ArgumentParser:
 def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_model: str, no_zero_shot: bool,
          max_users: int | None, out: Path) -> str:
     from recsys.catalog import Catalog
-    from recsys.llm_factory import load_ranker  # local: the LLM stack only when this benchmark runs
+    from recsys.llm import load_ranker  # local: the LLM stack only when this benchmark runs
 
     ds, _ = prepare(dataset)
-    catalog = Catalog(ds.items)
-    tuned = load_ranker(base_model, adapters, catalog)
-    zero = None if no_zero_shot else load_ranker(base_model, None, catalog)
+    tuned = load_ranker(base_model, Path(".cache"), adapters, Catalog(ds.items))
+    zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
     results = {s: run(dataset, s, models_dir, tuned, zero, max_users) for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
