@@ -1,0 +1,115 @@
+"""The Gradio web app: chat + 10 movie cards with 👍/👎/undo, re-ranked live after every click.
+
+``build_services(settings)`` loads everything once (catalog, SASRec, sentence encoder and its embedding
+cache, the preference LLM if it loads, the database); ``build_app(services, settings)`` builds the page;
+``main()`` launches it. If the LLM or its adapters are missing, the app serves the retriever's order and
+says so on the page. Run: ``.venv/bin/python app.py`` (or ``make run``).
+Not for: ranking, dialogue or storage logic (recsys/, dialogue/, storage/, webapp/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from recsys.catalog import Catalog
+from recsys.protocols import PreferenceRanker
+from recsys.sasrec import SASRecRetriever
+from recsys.text import SentenceEncoder
+from settings import Settings
+from storage.db import init_db, make_engine, make_sessionmaker
+from webapp.services import UNAVAILABLE, Services, services_from_parts
+from webapp.ui import render_page, setup_events
+
+log = logging.getLogger("app")
+
+RETRIEVER_DIR = Path("sasrec") / "ml-latest-small"  # under settings.assets_dir
+CSS_FILE = Path(__file__).parent / "assets" / "app.css"
+
+
+def file_digest(path: Path, n: int = 8) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:n] if path.exists() else "missing"
+
+
+def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker | None, dict[str, str], str]:
+    """(ranker, adapter versions, status): status is "" when loaded, else the notice for the page."""
+    if not settings.use_llm:
+        return None, {}, "Preference models switched off (RECSYS_USE_LLM=false) — showing retriever order."
+    adapters_dir = settings.assets_dir / "adapters"
+    try:
+        from recsys.llm import load_ranker as load_letter_ranker  # local: torch/transformers only when used
+
+        ranker = load_letter_ranker(settings.base_model, settings.cache_dir, adapters_dir, catalog,
+                                    device=settings.device)
+    except Exception as exc:  # noqa: BLE001 - any failure here must leave a working retriever-only app
+        log.warning("preference models unavailable: %s", exc)
+        return None, {}, f"{UNAVAILABLE} ({type(exc).__name__}: {str(exc)[:160]})"
+    versions = {"base": settings.base_model}
+    for name in ("pos", "neg"):
+        meta = getattr(ranker, "metadata", {}).get(name, {})
+        weights = adapters_dir / name / "adapter_model.safetensors"
+        versions[name] = f"{meta.get('template_version', '?')}@{file_digest(weights)}"
+    return ranker, versions, ""
+
+
+def build_services(settings: Settings) -> Services:
+    """Load every model and open the database, once per process."""
+    folder = settings.assets_dir / RETRIEVER_DIR
+    catalog = Catalog.from_csv(folder / "catalog.csv")
+    retriever = SASRecRetriever.load(folder)
+    encoder = SentenceEncoder(settings.embedding_model)
+    ranker, adapters, status = load_ranker(settings, catalog)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    popular = [int(retriever.item_ids[i]) for i in retriever.popularity[:300]]
+    version = f"sasrec/{folder.name}@{file_digest(folder / 'model.pt')}+{settings.embedding_model}"
+    return services_from_parts(
+        settings, catalog, retriever, make_sessionmaker(engine), ranker=ranker, encoder=encoder,
+        model_version=version, adapters=adapters, llm_status=status, popular=popular,
+    )
+
+
+def browser_secret(settings: Settings) -> str:
+    """The key that encrypts the person's id in their browser; kept in the cache folder so that a
+    restarted app can still read it (gradio makes a new one per start otherwise)."""
+    path = settings.cache_dir / "browser_state_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def build_app(services: Services, settings: Settings, secret: str | None = None) -> gr.Blocks:
+    with gr.Blocks(title="Movie night — a recommender that learns from 👍 and 👎") as demo:
+        page = render_page(services, settings, secret or browser_secret(settings))
+        setup_events(demo, services, settings, page)
+    return demo
+
+
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """Gradio 6 takes css and theme at launch()."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "css": CSS_FILE.read_text() if CSS_FILE.exists() else None,
+        "theme": gr.themes.Soft(),
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    services = build_services(settings)
+    if services.llm_status:
+        log.warning("%s", services.llm_status)
+    build_app(services, settings).queue(default_concurrency_limit=8).launch(**launch_options(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""What every handler shares, loaded once per process: catalog, recommender, title resolver, DB sessions.
+
+``Services`` is plain data; ``services_from_parts`` assembles it from already-built parts (the app passes
+the real SASRec/LLM, the tests pass fakes). ``CachedEncoder`` keeps big embedding batches on disk so the
+second start is fast; ``SerialRanker`` lets one preference-model pass run at a time.
+Not for: reading settings from the environment (app.py builds Settings) or loading model files (app.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from dialogue.profile import is_genre
+from dialogue.titles import TitleResolver
+from recsys.catalog import Catalog
+from recsys.pipeline import PipelineConfig, Recommender
+from recsys.protocols import PreferenceRanker, Retriever, TextEncoder
+from recsys.text import TextRetriever
+from settings import Settings
+
+UNAVAILABLE = "Preference models unavailable — showing retriever order."
+
+
+@dataclass
+class Services:
+    """The long-lived objects of one app process; shared by every person's events (read-only)."""
+
+    catalog: Catalog
+    recommender: Recommender
+    resolver: TitleResolver
+    sessions: sessionmaker[Session]
+    model_version: str
+    adapters: dict[str, str] = field(default_factory=dict)
+    llm_status: str = ""  # "" when the preference models loaded, else the notice the page shows
+    popular: tuple[int, ...] = ()  # cold-start choices, most popular first
+    genres: frozenset[str] = frozenset()
+
+    @property
+    def has_ranker(self) -> bool:
+        return self.recommender.ranker is not None
+
+
+class SerialRanker:
+    """A PreferenceRanker that runs one scoring pass at a time: the model is shared by every session and
+    two concurrent passes on a 2-core CPU are slower than two in a row."""
+
+    def __init__(self, ranker: PreferenceRanker):
+        self.ranker = ranker
+        self._lock = threading.Lock()
+
+    def score(
+        self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        with self._lock:
+            return self.ranker.score(likes, dislikes, candidates)
+
+
+class CachedEncoder:
+    """A TextEncoder that keeps the result of every large batch (the whole catalog) in ``cache_dir``.
+
+    Single queries go straight to the encoder; only batches of ``min_batch`` texts or more are cached,
+    keyed by the texts and the encoder's name.
+    """
+
+    def __init__(self, encoder: TextEncoder, cache_dir: Path | None, min_batch: int = 100):
+        self.encoder, self.cache_dir, self.min_batch = encoder, cache_dir, min_batch
+        self.name = str(getattr(encoder, "name", type(encoder).__name__))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.cache_dir is None or len(texts) < self.min_batch:
+            return self.encoder.encode(texts)
+        key = hashlib.sha256(("\n".join(texts) + "\0" + self.name).encode()).hexdigest()[:16]
+        path = self.cache_dir / f"texts-{key}.npy"
+        if path.exists():
+            return np.load(path)
+        vectors = self.encoder.encode(texts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+        return vectors
+
+
+def catalog_genres(catalog: Catalog) -> frozenset[str]:
+    return frozenset(g for m in catalog for g in m.genres if is_genre(g))
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        n_candidates=settings.n_candidates,
+        k=settings.k,
+        alpha=settings.alpha,
+        max_likes=settings.max_likes,
+        max_dislikes=settings.max_dislikes,
+    )
+
+
+def services_from_parts(
+    settings: Settings,
+    catalog: Catalog,
+    retriever: Retriever,
+    sessions: sessionmaker[Session],
+    *,
+    ranker: PreferenceRanker | None = None,
+    encoder: TextEncoder | None = None,
+    model_version: str = "unversioned",
+    adapters: dict[str, str] | None = None,
+    llm_status: str = "",
+    popular: Sequence[int] = (),
+) -> Services:
+    """Wire already-built parts together. Without an encoder there is no free-text retrieval."""
+    cached = CachedEncoder(encoder, settings.cache_dir) if encoder is not None else None
+    text = TextRetriever(cached, catalog, settings.cache_dir) if cached is not None else None
+    recommender = Recommender(
+        catalog, retriever, SerialRanker(ranker) if ranker is not None else None, text, pipeline_config(settings)
+    )
+    if ranker is None and settings.use_llm and not llm_status:
+        llm_status = UNAVAILABLE
+    return Services(
+        catalog=catalog,
+        recommender=recommender,
+        resolver=TitleResolver(catalog, cached),
+        sessions=sessions,
+        model_version=model_version,
+        adapters=dict(adapters or {}),
+        llm_status=llm_status,
+        popular=tuple(int(i) for i in popular if int(i) in catalog) or tuple(catalog.ids()[:200]),
+        genres=catalog_genres(catalog),
+    )
