@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from recsys.sasrec import SASRecRetriever
 from recsys.text import SentenceEncoder
 from settings import Settings
 from storage.db import init_db, make_engine, make_sessionmaker
-from webapp.services import UNAVAILABLE, Services, services_from_parts
+from webapp.services import LOADING, UNAVAILABLE, Services, attach_ranker, attach_text, services_from_parts
 from webapp.ui import render_page, setup_events
 
 log = logging.getLogger("app")
@@ -57,21 +59,40 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
     return ranker, versions, ""
 
 
-def build_services(settings: Settings) -> Services:
-    """Load every model and open the database, once per process."""
+def build_services(settings: Settings, background: bool = False) -> Services:
+    """Load every model and open the database, once per process.
+
+    With ``background`` the page can serve as soon as the catalog, SASRec and the database are ready
+    (a few seconds); the sentence encoder and the preference LLM load in a thread and join when ready,
+    and until then the page says so and lists keep the retriever's order.
+    """
     folder = settings.assets_dir / RETRIEVER_DIR
     catalog = Catalog.from_csv(folder / "catalog.csv")
     retriever = SASRecRetriever.load(folder)
-    encoder = SentenceEncoder(settings.embedding_model)
-    ranker, adapters, status = load_ranker(settings, catalog)
     engine = make_engine(settings.database_url)
     init_db(engine)
     popular = [int(retriever.item_ids[i]) for i in retriever.popularity[:300]]
-    version = f"sasrec/{folder.name}@{file_digest(folder / 'model.pt')}+{settings.embedding_model}"
-    return services_from_parts(
-        settings, catalog, retriever, make_sessionmaker(engine), ranker=ranker, encoder=encoder,
-        model_version=version, adapters=adapters, llm_status=status, popular=popular,
+    services = services_from_parts(
+        settings, catalog, retriever, make_sessionmaker(engine), popular=popular, llm_status=LOADING,
+        model_version=f"sasrec/{folder.name}@{file_digest(folder / 'model.pt')}",
     )
+    if background:
+        threading.Thread(target=load_models, args=(services, settings), name="load-models", daemon=True).start()
+    else:
+        load_models(services, settings)
+    return services
+
+
+def load_models(services: Services, settings: Settings) -> None:
+    """The slow part of start-up: the sentence encoder (free text, title matching) and the LLM ranker."""
+    started = time.perf_counter()
+    try:
+        attach_text(services, SentenceEncoder(settings.embedding_model), settings)
+    except Exception:  # noqa: BLE001 - without it the app still ranks with SASRec and fuzzy titles
+        log.exception("sentence encoder unavailable; free-text requests use SASRec and filters only")
+    attach_ranker(services, *load_ranker(settings, services.catalog))
+    log.info("language models ready in %.1f s: %s", time.perf_counter() - started,
+             services.llm_status or "preference models loaded")
 
 
 def browser_secret(settings: Settings) -> str:
@@ -105,9 +126,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
-    services = build_services(settings)
-    if services.llm_status:
-        log.warning("%s", services.llm_status)
+    services = build_services(settings, background=True)
     build_app(services, settings).queue(default_concurrency_limit=8).launch(**launch_options(settings))
 
 

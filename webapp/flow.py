@@ -32,7 +32,7 @@ from storage.repository import (
     record_impression,
     save_profile,
 )
-from webapp.services import UNAVAILABLE, Services
+from webapp.services import LOADING, UNAVAILABLE, Services
 from webapp.views import Card, Notice, Steering
 
 BUSY = "Re-ranking with your likes and dislikes…"
@@ -217,7 +217,8 @@ def make_card(services: Services, ctx: Context, item: Any, text: str, alpha: flo
 def base_notices(services: Services, settings: Settings) -> list[Notice]:
     if not services.llm_status:
         return []
-    return [("warn" if settings.use_llm else "info", services.llm_status)]
+    quiet = services.llm_status == LOADING or not settings.use_llm
+    return [("info" if quiet else "warn", services.llm_status)]
 
 
 def make_view(services: Services, settings: Settings, state: UiState, ctx: Context, cards: Sequence[Card],

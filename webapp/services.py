@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from recsys.text import TextRetriever
 from settings import Settings
 
 UNAVAILABLE = "Preference models unavailable — showing retriever order."
+LOADING = "Loading the language models — lists use the retriever's order until they are ready."
 
 
 @dataclass
@@ -63,18 +65,35 @@ class SerialRanker:
 
 
 class CachedEncoder:
-    """A TextEncoder that keeps the result of every large batch (the whole catalog) in ``cache_dir``.
+    """A TextEncoder with two caches: every large batch (the whole catalog) on disk in ``cache_dir``, keyed
+    by the texts and the encoder's name, and the most recent small batches (chat queries) in memory, so a
+    request that stays in force is encoded once, not again at every click."""
 
-    Single queries go straight to the encoder; only batches of ``min_batch`` texts or more are cached,
-    keyed by the texts and the encoder's name.
-    """
-
-    def __init__(self, encoder: TextEncoder, cache_dir: Path | None, min_batch: int = 100):
+    def __init__(self, encoder: TextEncoder, cache_dir: Path | None, min_batch: int = 100, recent: int = 512):
         self.encoder, self.cache_dir, self.min_batch = encoder, cache_dir, min_batch
         self.name = str(getattr(encoder, "name", type(encoder).__name__))
+        self._recent: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()
+        self._size = recent
+        self._lock = threading.Lock()
+
+    def _small(self, texts: Sequence[str]) -> np.ndarray:
+        key = tuple(texts)
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
+        vectors = self.encoder.encode(texts)
+        vectors.setflags(write=False)  # shared between threads
+        with self._lock:
+            self._recent[key] = vectors
+            while len(self._recent) > self._size:
+                self._recent.popitem(last=False)
+        return vectors
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self.cache_dir is None or len(texts) < self.min_batch:
+        if len(texts) < self.min_batch:
+            return self._small(texts)
+        if self.cache_dir is None:
             return self.encoder.encode(texts)
         key = hashlib.sha256(("\n".join(texts) + "\0" + self.name).encode()).hexdigest()[:16]
         path = self.cache_dir / f"texts-{key}.npy"
@@ -132,3 +151,26 @@ def services_from_parts(
         popular=tuple(int(i) for i in popular if int(i) in catalog) or tuple(catalog.ids()[:200]),
         genres=catalog_genres(catalog),
     )
+
+
+def attach_text(services: Services, encoder: TextEncoder, settings: Settings) -> None:
+    """Add free-text retrieval and embedding title matching to running services (background start-up).
+
+    Each swap is one attribute assignment, so a handler running meanwhile sees either the old part or
+    the new one, never half of it."""
+    cached = CachedEncoder(encoder, settings.cache_dir)
+    text = TextRetriever(cached, services.catalog, settings.cache_dir)
+    resolver = TitleResolver(services.catalog, cached)
+    services.recommender.text = text
+    services.resolver = resolver
+    services.model_version = f"{services.model_version}+{cached.name}"
+
+
+def attach_ranker(
+    services: Services, ranker: PreferenceRanker | None, adapters: dict[str, str], status: str
+) -> None:
+    """Add the preference models (or record why they are missing) to running services."""
+    if ranker is not None:
+        services.adapters = dict(adapters)
+        services.recommender.ranker = SerialRanker(ranker)
+    services.llm_status = status

@@ -123,7 +123,7 @@ def _render_side(services: Services, settings: Settings) -> dict[str, Any]:
             info="Score = α/R_base + (1−α)(1/R_pos − 1/R_neg). 1 = retriever only; lower = more weight on your likes and dislikes.",
             elem_id="alpha",
         )
-        gr.Markdown(_model_info(services))
+        gr.Markdown(lambda: _model_info(services))  # re-read at every page load: models may load late
     return parts
 
 
