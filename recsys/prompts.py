@@ -1,0 +1,120 @@
+"""Instruction templates for the two preference tasks (the paper's Fig. 5 positive, Fig. 6 negative).
+
+Prompts are data: the constants below plus small pure functions that fill them in. Every prompt is
+two strings, tokenised separately (never jointly, so the token boundary is the same in training and
+at inference):
+
+- ``prefix``: the lettered candidate list, identical for both tasks. The ranker runs it ONCE through
+  the base model (adapters off) and reuses its key/value cache for both adapters;
+- ``suffix``: the person's liked (or disliked) movies and the question, run with the task's adapter,
+  ending in an assistant turn that opens with "(" so that the next token is the answer letter.
+
+The chat markup (ChatML, as SmolLM2 uses) is written out here rather than taken from the tokenizer's
+chat template, because that template injects a default system prompt ("You are a helpful AI
+assistant named SmolLM...") that costs ~20 tokens per prompt and says nothing useful.
+
+Movies are shown by title only: a year costs 6 tokens in SmolLM2's vocabulary (" (", four digits,
+")"; digits are single tokens), which would take a real prompt (10 liked movies, 20 candidates) from
+~270 to ~450 tokens and double the ranking latency on a CPU.
+
+Change ``TEMPLATE_VERSION`` whenever any string here changes: adapters record the version they were
+trained with, and the ranker refuses adapters trained on another one.
+
+Not for: tokenisation, models or scoring (llm.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from recsys.catalog import Movie
+
+TEMPLATE_VERSION = "letters-v1"
+
+Task = Literal["pos", "neg"]
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+SHOW_YEAR = False
+
+USER_TURN = "<|im_start|>user\n"
+END_TURN = "<|im_end|>\n"
+ASSISTANT_TURN = "<|im_start|>assistant\n"
+ANSWER_OPEN = "("  # the answer letter is the next token: "(" + "A" -> "(A"
+
+CANDIDATES_HEADER = "Movies:\n"
+CANDIDATE_LINE = "({letter}) {movie}\n"
+HISTORY_HEADER: dict[Task, str] = {"pos": "I liked:\n", "neg": "I disliked:\n"}
+HISTORY_LINE = "{movie}\n"
+QUESTION: dict[Task, str] = {
+    "pos": "Which movie above will I like most? Answer with its letter.",
+    "neg": "Which movie above will I dislike most? Answer with its letter.",
+}
+LIST_QUESTION: dict[Task, str] = {
+    "pos": "List the {n} movies above I will like most, best first, one title per line.",
+    "neg": "List the {n} movies above I will dislike most, worst first, one title per line.",
+}
+_ALTERNATIVE = re.compile(r"(\s*\([^()]*\))+$")  # "(a.k.a. MIB)", "(Nuovo cinema Paradiso)"
+CONTENT_FREE_MOVIE = "N/A"  # the filler for calibration prompts (Zhao et al., 2021)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One scoring prompt: ``prefix`` (shared candidate list) + ``suffix`` (task, history, question)."""
+
+    prefix: str
+    suffix: str
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.suffix
+
+
+def movie_text(movie: Movie, show_year: bool = SHOW_YEAR) -> str:
+    """How a movie appears in a prompt: 'Alien', or 'Alien (1979)' with ``show_year``.
+
+    Trailing alternative titles are dropped: 'Men in Black (a.k.a. MIB)' -> 'Men in Black'.
+    """
+    title = _ALTERNATIVE.sub("", movie.title) or movie.title
+    return f"{title} ({movie.year})" if show_year and movie.year else title
+
+
+def letters(n: int) -> str:
+    """The first ``n`` choice letters; at most 26 candidates can be lettered."""
+    if not 1 <= n <= len(LETTERS):
+        raise ValueError(f"can letter 1 to {len(LETTERS)} candidates, got {n}")
+    return LETTERS[:n]
+
+
+def candidate_prefix(candidates: Sequence[str]) -> str:
+    """The shared part: the opening of the user turn and the lettered candidate list."""
+    lines = (CANDIDATE_LINE.format(letter=c, movie=m) for c, m in zip(letters(len(candidates)), candidates, strict=True))
+    return USER_TURN + CANDIDATES_HEADER + "".join(lines)
+
+
+def history_block(task: Task, history: Sequence[str]) -> str:
+    """'I liked:' (or 'I disliked:') and one line per movie, newest first."""
+    return HISTORY_HEADER[task] + "".join(HISTORY_LINE.format(movie=m) for m in history)
+
+
+def task_suffix(task: Task, history: Sequence[str]) -> str:
+    """History, question, end of the user turn, and an assistant turn opened with '('."""
+    return history_block(task, history) + QUESTION[task] + END_TURN + ASSISTANT_TURN + ANSWER_OPEN
+
+
+def build(task: Task, history: Sequence[str], candidates: Sequence[str]) -> Prompt:
+    """The scoring prompt for one task: pick the candidate the person will most like (or dislike)."""
+    return Prompt(candidate_prefix(candidates), task_suffix(task, history))
+
+
+def content_free(task: Task, n_candidates: int, n_history: int = 3) -> Prompt:
+    """A prompt with every movie replaced by 'N/A': what the adapter answers when nothing informs it."""
+    return build(task, [CONTENT_FREE_MOVIE] * n_history, [CONTENT_FREE_MOVIE] * n_candidates)
+
+
+def list_prompt(task: Task, history: Sequence[str], candidates: Sequence[str], n: int = 10) -> str:
+    """The seed paper's way, for the latency benchmark only: ask for a ranked list of ``n`` titles."""
+    question = LIST_QUESTION[task].format(n=n)
+    return candidate_prefix(candidates) + history_block(task, history) + question + END_TURN + ASSISTANT_TURN
