@@ -1,0 +1,180 @@
+"""One simulated session: show k movies, collect the person's answers, feed them back, repeat.
+
+Clicks reach ``Recommender.recommend`` exactly as the app's do: likes and dislikes newest first (a
+round's answers are clicked top to bottom, so the lowest one is newest), every movie shown before is
+in ``exclude`` (never shown twice), and so is everything the person rated before the session.
+
+Also the parts a condition needs that are not the LLM:
+- ``PopularRetriever``: the most-popular baseline as a Retriever;
+- ``EmbeddingNegRanker``: the cheap negative baseline, a PreferenceRanker whose neg score is the
+  largest SASRec item-embedding cosine similarity to a disliked movie (pos None), fused like the LLM;
+- ``SidesRanker``: a ranker with one side switched off (e.g. SASRec + positive adapter only);
+- ``CachedRanker``: memoises each side's scores by (history, candidate set), so conditions that ask the
+  LLM the same question (round 1 of every LLM condition, the α grid) pay for it once.
+Not for: choosing users, aggregating or reporting (recsys/simulate.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.pipeline import Recommender
+from recsys.protocols import PreferenceRanker
+from recsys.sim import metrics as M
+from recsys.sim.person import Answer, Person, PersonConfig, answer
+
+Scores = tuple[np.ndarray | None, np.ndarray | None]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named way of ranking: a Recommender and the α/LLM switch passed to ``recommend``."""
+
+    name: str
+    recommender: Recommender
+    alpha: float | None = None
+    use_llm: bool = True
+
+
+@dataclass(frozen=True)
+class Round:
+    shown: tuple[int, ...]
+    answers: tuple[Answer, ...]
+
+
+def run_session(cond: Condition, person: Person, cfg: PersonConfig, rounds: int = 5, k: int = 10) -> list[Round]:
+    """``rounds`` lists of ``k`` for ``person`` under ``cond``; answers update likes/dislikes between lists."""
+    likes, dislikes = list(person.likes), list(person.dislikes)
+    shown: list[int] = []
+    out = []
+    for _ in range(rounds):
+        rec = cond.recommender.recommend(
+            likes, dislikes, exclude={*person.seen, *shown}, k=k, alpha=cond.alpha, use_llm=cond.use_llm
+        )
+        ids = rec.ids()
+        answers = tuple(answer(i, person, cfg) for i in ids)
+        for item, a in zip(ids, answers, strict=True):
+            if a == "like":
+                likes.insert(0, item)
+            elif a == "dislike":
+                dislikes.insert(0, item)
+        shown.extend(ids)
+        out.append(Round(tuple(ids), answers))
+    return out
+
+
+def session_metrics(
+    rounds: Sequence[Round],
+    heldout: Mapping[int, float],
+    genres: Mapping[int, Sequence[str]] | None = None,
+    genre: str | None = None,
+    k: int = 10,
+) -> dict[str, list[float]]:
+    """Per-round metrics of one session (see recsys.sim.metrics); cumulative counts run over rounds."""
+    out: dict[str, list[float]] = {
+        "like_share": [], "dislike_share": [], "ndcg": [], "cum_liked": [], "cum_disliked": [], "genre_share": []
+    }
+    liked = disliked = 0
+    for r in rounds:
+        liked += M.count_liked(r.shown, heldout)
+        disliked += M.count_disliked(r.shown, heldout)
+        out["like_share"].append(M.like_share(r.shown, heldout))
+        out["dislike_share"].append(M.dislike_share(r.shown, heldout))
+        out["ndcg"].append(M.graded_ndcg(r.shown, heldout, k))
+        out["cum_liked"].append(float(liked))
+        out["cum_disliked"].append(float(disliked))
+        out["genre_share"].append(M.genre_share(r.shown, genres or {}, genre))
+    return out
+
+
+# ------------------------------------------------------------------------------------ non-LLM parts
+
+
+class PopularRetriever:
+    """Implements recsys.protocols.Retriever: the same most-popular list for everyone (raw ids)."""
+
+    def __init__(self, popular: Sequence[int]):
+        self.popular = [int(i) for i in popular]
+
+    def retrieve(self, history: Sequence[int], exclude: Collection[int], k: int) -> list[int]:
+        skip = {*history, *exclude}
+        return [i for i in self.popular if i not in skip][:k]
+
+
+class EmbeddingNegRanker:
+    """Implements recsys.protocols.PreferenceRanker: neg = max cosine similarity to the dislikes.
+
+    ``vectors`` (n_items + 1, d) are L2-normalised item embeddings (``SASRecRetriever.item_vectors()``),
+    ``index`` maps raw id -> row. Unknown movies score 0; pos is always None.
+    """
+
+    def __init__(self, vectors: np.ndarray, index: Mapping[int, int]):
+        self.vectors, self.index = vectors, index
+
+    def _rows(self, items: Sequence[int]) -> np.ndarray:
+        rows = [self.index.get(int(i), 0) for i in items]
+        v = self.vectors[rows].copy()
+        v[[r == 0 for r in rows]] = 0.0  # row 0 is padding: no similarity to anything
+        return v
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        if not dislikes or not candidates:
+            return None, None
+        sim = self._rows(candidates) @ self._rows(dislikes).T  # (n_candidates, n_dislikes)
+        return None, sim.max(axis=1).astype(np.float32)
+
+
+class SidesRanker:
+    """A PreferenceRanker with a side switched off: that side gets no history and returns None."""
+
+    def __init__(self, ranker: PreferenceRanker, pos: bool = True, neg: bool = True):
+        self.ranker, self.pos, self.neg = ranker, pos, neg
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        pos, neg = self.ranker.score(likes if self.pos else (), dislikes if self.neg else (), candidates)
+        return (pos if self.pos else None), (neg if self.neg else None)
+
+
+class CombinedRanker:
+    """pos from one ranker, neg from another (e.g. the LLM's pos with the embedding baseline's neg)."""
+
+    def __init__(self, pos: PreferenceRanker, neg: PreferenceRanker):
+        self.pos_ranker, self.neg_ranker = pos, neg
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        pos = self.pos_ranker.score(likes, (), candidates)[0] if likes else None
+        neg = self.neg_ranker.score((), dislikes, candidates)[1] if dislikes else None
+        return pos, neg
+
+
+class CachedRanker:
+    """Memoises each side of ``ranker`` by (history, candidate SET); scores follow the candidates' order.
+
+    Valid for rankers whose pos score does not depend on the dislikes (and vice versa) and that do not
+    look at the candidates' order: true of LetterRanker (separate rows; prompt order is a function of
+    the set) and of the embedding baseline.
+    """
+
+    def __init__(self, ranker: PreferenceRanker):
+        self.ranker = ranker
+        self.cache: dict[tuple, dict[int, float]] = {}
+        self.calls = 0
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        cset = frozenset(int(c) for c in candidates)
+        keys = ("pos", tuple(likes), cset), ("neg", tuple(dislikes), cset)
+        need = [bool(h) and key not in self.cache for h, key in zip((likes, dislikes), keys, strict=True)]
+        if any(need):
+            self.calls += 1
+            fresh = self.ranker.score(likes if need[0] else (), dislikes if need[1] else (), candidates)
+            for wanted, key, s in zip(need, keys, fresh, strict=True):
+                if wanted and s is not None:
+                    self.cache[key] = {int(c): float(x) for c, x in zip(candidates, s, strict=True)}
+        out = [
+            np.array([self.cache[key][int(c)] for c in candidates], np.float32) if h and key in self.cache else None
+            for h, key in zip((likes, dislikes), keys, strict=True)
+        ]
+        return out[0], out[1]

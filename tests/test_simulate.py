@@ -1,0 +1,214 @@
+"""The feedback-loop simulator: rating-aware split, simulated person, metrics, sessions on the toy catalog."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from recsys.data import Split
+from recsys.pipeline import PipelineConfig, Recommender
+from recsys.sim import metrics as M
+from recsys.sim.person import Person, PersonConfig, answer, burst_genre, burst_items, start_person, with_burst
+from recsys.sim.session import (
+    CachedRanker,
+    Condition,
+    EmbeddingNegRanker,
+    PopularRetriever,
+    Round,
+    SidesRanker,
+    run_session,
+    session_metrics,
+)
+from recsys.sim.split import heldout_size, history_split, rating_split
+from tests.fakes import FakeRanker, FakeRetriever
+
+HORROR = {1, 2, 3, 4, 5, 23}
+
+
+# ------------------------------------------------------------------------------------------- split
+
+
+def _split(lengths: list[int]) -> Split:
+    rng = np.random.default_rng(0)
+    n_items = 60
+    seqs = [rng.permutation(np.arange(1, n_items + 1))[:n] for n in lengths]
+    rates = [rng.integers(1, 6, size=n).astype(np.float32) for n in lengths]
+    return Split("toy", np.arange(n_items + 1) * 10, np.arange(len(lengths)) + 100, seqs, rates)
+
+
+def test_heldout_size_is_20_percent_at_least_5():
+    assert [heldout_size(n) for n in (5, 10, 25, 26, 30, 50)] == [5, 5, 5, 6, 6, 10]
+
+
+def test_rating_split_is_chronological_and_disjoint():
+    split = _split([5, 12, 26, 50])
+    rs = rating_split(split)
+    for u, seq in enumerate(split.sequences):
+        hist, held = rs.history(u), rs.heldout(u)
+        assert len(held) == heldout_size(len(seq)) and len(hist) + len(held) == len(seq)
+        assert np.array_equal(hist, seq[: len(hist)])  # history = the older prefix
+        assert list(held) == [int(split.item_ids[i]) for i in seq[len(hist) :]]  # held out = the newest
+        assert not {int(split.item_ids[i]) for i in hist} & set(held)
+        assert list(held.values()) == [float(r) for r in split.ratings[u][len(hist) :]]
+    assert list(rs.eligible()) == [1, 2, 3]  # user 0 has no history left
+
+
+def test_history_split_never_contains_heldout_ratings():
+    split = _split([12, 26, 50])
+    rs = rating_split(split)
+    hist = history_split(rs)
+    assert np.array_equal(hist.item_ids, split.item_ids) and list(hist.user_ids) == [100, 101, 102]
+    for u, seq in enumerate(hist.sequences):
+        assert len(seq) == len(split.sequences[u]) - heldout_size(len(split.sequences[u]))
+        assert np.array_equal(seq, split.sequences[u][: len(seq)])
+
+
+# ------------------------------------------------------------------------------------------ person
+
+
+def _person(heldout: dict[int, float], likes=(), dislikes=(), seen=()) -> Person:
+    return Person(7, heldout, tuple(likes), tuple(dislikes), frozenset(seen))
+
+
+def test_answers_follow_heldout_ratings():
+    p = _person({1: 5, 2: 4, 3: 3, 4: 2, 5: 1, 6: 4.5, 7: 2.5, 8: 3.5, 9: 0.5})
+    got = [answer(i, p, PersonConfig()) for i in range(1, 11)]
+    assert got == ["like", "like", None, "dislike", "dislike", "like", None, None, "dislike", None]
+
+
+def test_unknown_movies_draw_dislikes_with_probability_p():
+    p = _person({1: 5})
+    always = PersonConfig(p_unknown_dislike=1.0)
+    assert answer(2, p, always) == "dislike" and answer(1, p, always) == "like"
+    cfg = PersonConfig(p_unknown_dislike=0.3, seed=1)
+    draws = [answer(i, p, cfg) for i in range(100, 2100)]
+    assert draws == [answer(i, p, cfg) for i in range(100, 2100)]  # the same person answers the same way
+    assert abs(draws.count("dislike") / len(draws) - 0.3) < 0.04
+    assert set(draws) == {"dislike", None}
+
+
+def test_start_person_takes_the_newest_likes_and_dislikes():
+    history = [11, 12, 13, 14, 15, 16, 17]
+    ratings = [5, 1, 4, 2, 3, 5, 1]
+    p = start_person(3, history, ratings, {20: 4.0}, n_likes=2, n_dislikes=5)
+    assert p.likes == (16, 13) and p.dislikes == (17, 14, 12) and p.seen == frozenset(history)
+    cold = start_person(3, history, ratings, {}, n_likes=3, n_dislikes=2)
+    assert cold.likes == (16, 13, 11) and cold.dislikes == (17, 14)
+    burst = with_burst(p, [31, 32])
+    assert burst.dislikes == (31, 32, 17, 14, 12) and {31, 32} <= burst.seen
+
+
+def test_burst_genre_prefers_narrow_genres_and_items_are_unrated(toy_catalog):
+    genres = {m.item_id: m.genres for m in toy_catalog}
+    assert burst_genre([6, 9, 1, 3], genres) == "Horror"  # Comedy (2) is broad; Horror 2 beats Sci-Fi 1
+    assert burst_genre([6, 7, 1, 3], genres) == "Animation"  # ties (Animation, Children, Horror) by name
+    assert burst_genre([9, 10], genres) == "Comedy"
+    p = _person({3: 1.0}, seen=[1])
+    assert burst_items("Horror", [1, 2, 3, 4, 5, 23], genres, p) == [2, 4, 5]
+
+
+# ----------------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_against_hand_computed_values(toy_catalog):
+    held = {1: 5.0, 2: 4.0, 3: 1.0, 4: 3.0}
+    assert M.like_share([3, 1, 9, 2], held) == 0.5
+    assert M.dislike_share([3, 1, 9, 2], held) == 0.25
+    assert M.count_liked([3, 1, 9, 2], held) == 2 and M.count_disliked([3, 1, 9, 2], held) == 1
+    # gains [-2, +2, 0] vs ideal [+2, +1]
+    expected = (-2 + 2 / math.log2(3)) / (2 + 1 / math.log2(3))
+    assert M.graded_ndcg([3, 1, 9], held) == pytest.approx(expected)
+    assert M.graded_ndcg([1, 2], held) == pytest.approx(1.0)
+    assert math.isnan(M.graded_ndcg([1], {1: 3.0, 2: 2.0}))
+    genres = {m.item_id: m.genres for m in toy_catalog}
+    assert M.genre_share([1, 6, 23, 9], genres, "Horror") == 0.5
+    mean, lo, hi, n = M.mean_ci([1.0, 2.0, 3.0, float("nan")])
+    assert (mean, n) == (2.0, 3) and hi - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert lo == pytest.approx(4 - hi)
+
+
+def test_session_metrics_accumulate_over_rounds():
+    held = {1: 5.0, 2: 1.0, 3: 4.0}
+    rounds = [Round((1, 2, 9), ("like", "dislike", None)), Round((3, 8, 7), ("like", None, None))]
+    m = session_metrics(rounds, held, k=3)
+    assert m["cum_liked"] == [1.0, 2.0] and m["cum_disliked"] == [1.0, 1.0]
+    assert m["like_share"] == pytest.approx([1 / 3, 1 / 3]) and m["dislike_share"] == pytest.approx([1 / 3, 0])
+
+
+# ------------------------------------------------------------------------------------------ rankers
+
+
+def test_embedding_neg_ranker_scores_max_cosine_to_dislikes():
+    vectors = np.array([[0, 0], [1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
+    ranker = EmbeddingNegRanker(vectors, {10: 1, 20: 2, 30: 3})
+    pos, neg = ranker.score([20], [10], [20, 30, 99])
+    assert pos is None and neg == pytest.approx([0.0, 0.6, 0.0])
+    assert ranker.score([20], [10, 20], [30])[1] == pytest.approx([0.8])
+    assert ranker.score([20], [], [30]) == (None, None)
+
+
+def test_cached_and_sided_rankers_return_what_the_ranker_would(toy_catalog):
+    fake = FakeRanker(toy_catalog)
+    cached = CachedRanker(fake)
+    a = cached.score([6], [1], [3, 9, 12])
+    b = cached.score([6], [1], [12, 3, 9])  # same set, another order: served from the cache
+    assert cached.calls == 1
+    assert a[0] == pytest.approx(fake.score([6], [1], [3, 9, 12])[0]) and b[1] == pytest.approx([1, 1, 0])  # Alien: Horror|Sci-Fi
+    pos_only = SidesRanker(fake, neg=False).score([6], [1], [3, 9])
+    assert pos_only[1] is None and pos_only[0] is not None
+
+
+# ---------------------------------------------------------------------------------------- sessions
+
+
+class PerfectNeg:
+    """Knows the person dislikes horror: neg = 1 for horror candidates."""
+
+    def score(self, likes, dislikes, candidates):
+        return None, (np.array([float(c in HORROR) for c in candidates]) if dislikes else None)
+
+
+class RandomNeg:
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+
+    def score(self, likes, dislikes, candidates):
+        return None, (self.rng.random(len(candidates)) if dislikes else None)
+
+
+def _horror_hater(toy_catalog) -> Person:
+    held = {m.item_id: (1.0 if m.item_id in HORROR else 4.0) for m in toy_catalog if m.item_id not in {1, 2, 6, 7}}
+    return Person(1, held, likes=(7, 6), dislikes=(2, 1), seen=frozenset({1, 2, 6, 7}))
+
+
+def _horror_shares(toy_catalog, ranker, rounds: int = 3) -> list[float]:
+    rec = Recommender(toy_catalog, FakeRetriever(toy_catalog), ranker, config=PipelineConfig(n_candidates=20, k=5))
+    person = _horror_hater(toy_catalog)
+    session = run_session(Condition("c", rec, alpha=0.1), person, PersonConfig(), rounds=rounds, k=5)
+    genres = {m.item_id: m.genres for m in toy_catalog}
+    return session_metrics(session, person.heldout, genres, "Horror", k=5)["genre_share"]
+
+
+def test_perfect_negative_ranker_removes_the_disliked_genre(toy_catalog):
+    assert _horror_shares(toy_catalog, None)[0] == 0.6  # the retriever alone puts horror on top
+    assert _horror_shares(toy_catalog, PerfectNeg()) == [0.0, 0.0, 0.0]
+
+
+def test_random_negative_ranker_leaves_the_genre_in(toy_catalog):
+    shares = [s for seed in range(20) for s in _horror_shares(toy_catalog, RandomNeg(seed))]
+    assert np.mean(shares) > 0.1
+
+
+def test_shown_movies_never_repeat_and_skip_rated_ones(toy_catalog):
+    rec = Recommender(toy_catalog, FakeRetriever(toy_catalog), FakeRanker(toy_catalog), config=PipelineConfig(k=4))
+    person = _horror_hater(toy_catalog)
+    session = run_session(Condition("c", rec), person, PersonConfig(), rounds=5, k=4)
+    shown = [i for r in session for i in r.shown]
+    assert len(shown) == len(set(shown)) == 20 and not set(shown) & person.seen
+    assert all(len(r.answers) == len(r.shown) for r in session)
+
+
+def test_popular_retriever_skips_history_and_exclusions():
+    assert PopularRetriever([5, 4, 3, 2, 1]).retrieve([4], {2}, 2) == [5, 3]
