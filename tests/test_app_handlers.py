@@ -267,3 +267,23 @@ def test_search_and_quick_start(svc, settings):
 def test_api_client_without_page_load_gets_a_user(svc, settings):
     views = list(handlers.click(svc, settings, UiState(), 1, "like", 0.6))
     assert views[-1].state.user_id and "no longer on the list" in notices_html(views[-1].notices)
+
+
+def test_a_fused_list_overtaken_by_a_newer_click_is_skipped(settings, toy_catalog):
+    class CountingRanker(FakeRanker):
+        calls = 0
+
+        def score(self, likes, dislikes, candidates):
+            self.calls += 1
+            return super().score(likes, dislikes, candidates)
+
+    ranker = CountingRanker(toy_catalog)
+    svc = fake_services(settings, toy_catalog, ranker=ranker)
+    view = handlers.start(svc, settings, None)
+    first = handlers.click(svc, settings, view.state, 1, "like", 0.6)
+    quick = next(first)  # the quick list is on screen, its fused list not yet computed...
+    newer = last(handlers.click(svc, settings, quick.state, 1, "dislike", 0.6))  # ...and the person clicks again
+    calls = ranker.calls
+    assert list(first) == [] and ranker.calls == calls  # the stale pass neither ran nor replaced the list
+    with svc.sessions() as s:
+        assert s.scalar(select(func.max(Impression.id))) == newer.state.impression_id

@@ -32,7 +32,7 @@ from storage.repository import (
     record_impression,
     save_profile,
 )
-from webapp.services import LOADING, UNAVAILABLE, Services
+from webapp.services import LOADING, UNAVAILABLE, Services, only_while
 from webapp.views import Card, Notice, Steering
 
 BUSY = "Re-ranking with your likes and dislikes…"
@@ -117,6 +117,12 @@ def shown_items(s: Session, state: UiState) -> list[ImpressionItem]:
     if impression is None or impression.user_id != state.user_id:
         return []
     return impression_items(s, impression_id=state.impression_id)
+
+
+def is_latest(s: Session, state: UiState) -> bool:
+    """Whether the tab's list is still the person's newest one (no other event has re-ranked since)."""
+    latest = latest_impression(s, user_id=state.user_id)
+    return latest is None or latest.id == state.impression_id
 
 
 def chat_history(s: Session, state: UiState) -> tuple[tuple[str, str], ...]:
@@ -282,10 +288,14 @@ def relist(services: Services, settings: Settings, state: UiState, alpha: float,
     yield view
     if not fused_next:
         return
-    fused = recommend(services, ctx, alpha, use_llm=True)
+    def still_latest() -> bool:
+        with services.sessions.begin() as s:
+            return is_latest(s, view.state)
+
+    with only_while(still_latest):
+        fused = recommend(services, ctx, alpha, use_llm=True)
     with services.sessions.begin() as s:
-        latest = latest_impression(s, user_id=state.user_id)
-        if latest is not None and latest.id != view.state.impression_id:
+        if not is_latest(s, view.state):
             return  # a newer click or message has already put up a newer list
         final = publish(s, services, settings, view.state, ctx, fused, prev, True, notices)
     yield final  # outside the transaction: a suspended generator must not hold the write lock

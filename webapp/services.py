@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +51,24 @@ class Services:
         return self.recommender.ranker is not None
 
 
+_still_wanted: ContextVar[Callable[[], bool] | None] = ContextVar("still_wanted", default=None)
+
+
+@contextmanager
+def only_while(check: Callable[[], bool]) -> Iterator[None]:
+    """Within this block, a scoring pass that ``check`` says is no longer wanted (the person clicked again
+    while it waited for the model) is skipped: SerialRanker returns no scores instead of running."""
+    token = _still_wanted.set(check)
+    try:
+        yield
+    finally:
+        _still_wanted.reset(token)
+
+
 class SerialRanker:
     """A PreferenceRanker that runs one scoring pass at a time: the model is shared by every session and
-    two concurrent passes on a 2-core CPU are slower than two in a row."""
+    two concurrent passes on a 2-core CPU are slower than two in a row. A pass that has gone stale while
+    queued (see ``only_while``) is skipped, so rapid clicks do not pile up model work."""
 
     def __init__(self, ranker: PreferenceRanker):
         self.ranker = ranker
@@ -61,6 +78,9 @@ class SerialRanker:
         self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         with self._lock:
+            wanted = _still_wanted.get()
+            if wanted is not None and not wanted():
+                return None, None
             return self.ranker.score(likes, dislikes, candidates)
 
 
