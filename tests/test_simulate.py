@@ -212,3 +212,29 @@ def test_shown_movies_never_repeat_and_skip_rated_ones(toy_catalog):
 
 def test_popular_retriever_skips_history_and_exclusions():
     assert PopularRetriever([5, 4, 3, 2, 1]).retrieve([4], {2}, 2) == [5, 3]
+
+
+# ------------------------------------------------------------------------------------- whole command
+
+
+def test_run_writes_tables_without_adapters(tmp_path, caplog):
+    """End to end on ml-100k with a tiny untrained SASRec in the cache (no training, no LLM)."""
+    from recsys.data import prepare
+    from recsys.sasrec import SASRec, SASRecConfig, SASRecRetriever, popularity_order
+    from recsys.simulate import SimConfig, history_retriever, main
+
+    _, split = prepare("ml-100k")
+    hist = history_split(rating_split(split))
+    model = SASRec(hist.n_items, SASRecConfig(hidden=8, blocks=1, heads=1, max_len=20))
+    SASRecRetriever(model, hist.item_ids, popularity_order(hist), {"stats": {}}).save(tmp_path / "sasrec" / "ml-100k-seed42")
+    assert history_retriever(rating_split(split), 42, tmp_path / "sasrec").model.cfg.hidden == 8  # served from the cache
+    cfg = SimConfig(users=6, val_users=3, rounds=2, alphas=(0.5, 0.6), adapters_dir=tmp_path / "none", out_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        result = main(cfg, tag="-smoke")
+    assert "LLM conditions skipped" in caplog.text
+    assert [c["name"] for c in result["conditions"]][:2] == ["most-popular", "SASRec"]
+    assert len(result["users"]["test"]) == 6 and not set(result["users"]["test"]) & set(result["users"]["validation"])
+    warm = np.asarray(result["per_user"]["warm"]["SASRec"]["like_share"])
+    assert warm.shape == (6, 2)
+    md = (tmp_path / "ml-100k-smoke.md").read_text()
+    assert "| SASRec |" in md and "Burst" in md and "Protocol:" in md

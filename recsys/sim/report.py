@@ -1,0 +1,165 @@
+"""Tables and the per-round plot of a feedback-loop simulation run (the dict ``recsys.simulate.run`` returns).
+
+Paired comparisons: every condition sees the same people, so differences against SASRec are computed
+per person first and given a 95% t-interval over people. Not for: running sessions (session.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.sim.metrics import mean_ci
+
+PROTOCOL = (
+    "rating-aware split (per person, the chronologically last 20% of ratings, at least 5, are held out as "
+    "future opinions; SASRec trained on the rest); 5-core data; each round shows k = 10 movies never shown "
+    "before and never rated before; the person answers 👍 for a held-out rating >= 4, 👎 for <= 2, nothing "
+    "for 3 or an unrated movie; answers feed back as the app's clicks (newest first, shown movies excluded); "
+    "full ranking over the catalog (no sampled negatives); mean ± 95% t-interval half-width over people"
+)
+BASELINE = "SASRec"
+
+
+def _cell(values: np.ndarray, digits: int = 3) -> str:
+    mean, lo, hi, n = mean_ci(values)
+    return "–" if n == 0 else f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
+
+
+def _arrays(result: Mapping[str, Any], scenario: str, cond: str) -> dict[str, np.ndarray]:
+    return {m: np.asarray(v, dtype=np.float64) for m, v in result["per_user"][scenario][cond].items()}
+
+
+def paired_delta(a: np.ndarray, b: np.ndarray, relative: bool) -> str:
+    """a − b per person, mean and 95% CI; ``relative`` divides by b's mean (in %), else percentage points."""
+    mean, lo, hi, n = mean_ci(a - b)
+    if n == 0:
+        return "–"
+    base = float(np.nanmean(b))
+    if relative and base == 0:
+        return "–"
+    scale = 100.0 / base if relative else 100.0
+    unit = "%" if relative else " pp"
+    return f"{mean * scale:+.0f}{unit} [{lo * scale:+.0f}, {hi * scale:+.0f}]" if relative else \
+        f"{mean * scale:+.1f}{unit} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
+
+
+def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
+    """One row per condition: liked/disliked share by round, NDCG, cumulative counts, deltas vs SASRec."""
+    n_rounds = result["config"]["rounds"]
+    shown = sorted({0, min(2, n_rounds - 1), n_rounds - 1})
+    r3 = min(3, n_rounds)
+    head = (["condition"] + [f"👍 share r{r + 1}" for r in shown] + [f"👎 share r{r + 1}" for r in shown]
+            + ["graded NDCG@10 r1", f"liked found, {n_rounds} rounds", f"disliked shown, {r3} rounds",
+               f"Δ disliked, {r3} rounds, vs SASRec", f"Δ 👍 share r1–{r3} vs SASRec"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = _arrays(result, scenario, BASELINE)
+    for cond in result["per_user"][scenario]:
+        m = _arrays(result, scenario, cond)
+        cells = [cond] + [_cell(m["like_share"][:, r]) for r in shown] + [_cell(m["dislike_share"][:, r]) for r in shown]
+        cells += [_cell(m["ndcg"][:, 0]), _cell(m["cum_liked"][:, -1], 2), _cell(m["cum_disliked"][:, r3 - 1], 2)]
+        if cond == BASELINE:
+            cells += ["(reference)", "(reference)"]
+        else:
+            cells += [paired_delta(m["cum_disliked"][:, r3 - 1], base["cum_disliked"][:, r3 - 1], relative=True),
+                      paired_delta(m["like_share"][:, :r3].mean(1), base["like_share"][:, :r3].mean(1), relative=False)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def burst_table(result: Mapping[str, Any]) -> list[str]:
+    """Share of the burst genre in each round's list, with and without the 3 injected dislikes."""
+    n_rounds = result["config"]["rounds"]
+    head = (["condition", "genre share r1, no burst"] + [f"r{r + 1} after burst" for r in range(n_rounds)]
+            + ["Δ r1 (burst − no burst)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cond in result["per_user"]["burst"]:
+        after = _arrays(result, "burst", cond)["genre_share"]
+        keep = ~np.isnan(after[:, 0])
+        cells = [cond]
+        before = None
+        if "warm" in result["per_user"]:
+            before = _arrays(result, "warm", cond)["genre_share"][keep, 0]
+            cells.append(_cell(before))
+        else:
+            cells.append("–")
+        cells += [_cell(after[keep, r]) for r in range(n_rounds)]
+        cells.append("–" if before is None else paired_delta(after[keep, 0], before, relative=False))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def header(result: Mapping[str, Any]) -> list[str]:
+    cfg, users = result["config"], result["users"]
+    stats = result["sasrec"].get("stats", {})
+    llm = "LLM conditions included" if users["llm"] else "LLM conditions skipped (adapters absent or --no-llm)"
+    grid = "; ".join(f"{k}: {', '.join(f'{a}→{v:.4f}' for a, v in g.items())}" for k, g in result["alpha_grid"].items() if g)
+    return [
+        f"### {cfg['dataset']}: feedback-loop simulation, {len(users['test'])} people × {cfg['rounds']} rounds of "
+        f"{cfg['k']}",
+        "",
+        f"_Command: `{result['command']}`; machine: {result['machine']}; date: {result['date'][:10]}; "
+        f"{result['seconds']:.0f} s; seed {cfg['seed']}; P(👎 | unrated) = {cfg['p_unknown_dislike']}._",
+        "",
+        f"Protocol: {result['protocol']}. SASRec (history only): best validation NDCG@10 "
+        f"{stats.get('best_val_ndcg10', float('nan')):.4f}. α chosen on {len(users['validation'])} other people "
+        f"(warm start, mean graded NDCG@10 over rounds): emb-neg α = {result['alpha']['emb']}, "
+        f"LLM pos+neg α = {result['alpha']['llm']} ({grid}). {llm}. People excluded as adapter-training users: "
+        f"{users['excluded_adapter_users']} ({users['exclusion']}).",
+    ]
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    lines = header(result)
+    titles = {"warm": "Warm start (newest 10 history likes, 5 dislikes)", "cold": "Cold start (3 likes, 2 dislikes)"}
+    for scenario in ("warm", "cold"):
+        if scenario in result["per_user"]:
+            lines += ["", f"**{titles[scenario]}**", "", *rounds_table(result, scenario)]
+    if "burst" in result["per_user"]:
+        n = int((~np.isnan(np.asarray(next(iter(result["per_user"]["burst"].values()))["genre_share"])[:, 0])).sum())
+        lines += ["", f"**Burst: warm start + 3 dislikes of one genre** ({n} people; the genre is the most frequent "
+                  "non-Drama/Comedy genre of their first SASRec list, the dislikes its 3 most popular movies they "
+                  "never rated); share of that genre in each list", "", *burst_table(result)]
+    return "\n".join(lines)
+
+
+def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Rows = datasets; columns = liked share, disliked share (warm) and burst-genre share; CI bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
+              ("burst", "genre_share", "burst-genre share")]
+    fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
+    names = list(dict.fromkeys(c for r in results for c in r["per_user"]["warm"]))
+    colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
+    for row, result in zip(axes, results, strict=True):
+        for ax, (scenario, metric, title) in zip(row, panels, strict=True):
+            _panel(ax, result, scenario, metric, colors)
+            ax.set_title(f"{result['config']['dataset']}: {title}")
+            ax.set_xlabel("round")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 4), 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _panel(ax: Any, result: Mapping[str, Any], scenario: str, metric: str, colors: Mapping[str, Any]) -> None:
+    if scenario not in result["per_user"]:
+        ax.set_visible(False)
+        return
+    for cond, arrays in result["per_user"][scenario].items():
+        a = np.asarray(arrays[metric], dtype=np.float64)
+        stats = np.array([mean_ci(a[:, r])[:3] for r in range(a.shape[1])])
+        x = np.arange(1, a.shape[1] + 1)
+        ax.plot(x, stats[:, 0], marker="o", ms=3, label=cond, color=colors[cond])
+        ax.fill_between(x, stats[:, 1], stats[:, 2], alpha=0.12, color=colors[cond])
+    ax.set_xticks(np.arange(1, result["config"]["rounds"] + 1))
+    ax.grid(alpha=0.3)
