@@ -1,5 +1,5 @@
 """The app in a real headless Chromium (Playwright): type a request, 👎 a card, watch the list and the
-profile change, reload and get the same page back. Fake models, toy catalog, real SQLite file."""
+profile change, restart the app, reload and get the same page back. Fake models, toy catalog, real SQLite file."""
 
 from __future__ import annotations
 
@@ -25,26 +25,45 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def url(db_url, tmp_path, toy_catalog):
-    settings = Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache")
-    services = fake_services(settings, toy_catalog, ranker=FakeRanker(toy_catalog))
-    demo = app.build_app(services, settings, secret="test-secret").queue()
-    options = {k: v for k, v in app.launch_options(settings).items() if k in ("css", "theme")}
-    _, address, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1",
-                                server_port=free_port(), **options)
-    yield address
-    demo.close()
+class Server:
+    """The app on a fixed port; ``restart`` starts a new app process-state (new services, same DB)."""
+
+    def __init__(self, db_url: str, tmp_path, catalog):
+        self.settings = Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache")
+        self.catalog, self.port, self.demo = catalog, free_port(), None
+        self.start()
+
+    def start(self) -> None:
+        services = fake_services(self.settings, self.catalog, ranker=FakeRanker(self.catalog))
+        self.demo = app.build_app(services, self.settings, secret="test-secret").queue()
+        options = {k: v for k, v in app.launch_options(self.settings).items() if k in ("css", "theme")}
+        self.demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=self.port,
+                         **options)
+
+    def restart(self) -> None:
+        self.demo.close()
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
 
 
 @pytest.fixture
-def page(url):
+def server(db_url, tmp_path, toy_catalog):
+    running = Server(db_url, tmp_path, toy_catalog)
+    yield running
+    running.demo.close()
+
+
+@pytest.fixture
+def page(server):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
         tab.set_default_timeout(20_000)
-        tab.goto(url)
+        tab.goto(server.url)
         yield tab
         browser.close()
 
@@ -58,7 +77,7 @@ def settle(page) -> None:
     page.wait_for_function("!document.querySelector('#notices .notice-busy')")
 
 
-def test_request_dislike_profile_and_reload(page):
+def test_request_dislike_profile_and_restart(page, server):
     page.wait_for_selector("#card-1 .mc")
     page.fill("#message textarea", "something funny")
     page.keyboard.press("Enter")
@@ -75,6 +94,7 @@ def test_request_dislike_profile_and_reload(page):
     assert "1 👎" in page.locator("#profile").inner_text()
 
     shown = titles(page)
+    server.restart()  # a new app process-state on the same port and database
     page.reload()  # same browser: the person, their list and their profile come back
     page.wait_for_selector("#card-1 .mc")
     assert titles(page) == shown and before[0] in page.locator("#profile .pf-dislikes").inner_text()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import gradio as gr
@@ -129,7 +130,7 @@ def _render_side(services: Services, settings: Settings) -> dict[str, Any]:
 
 def _model_info(services: Services) -> str:
     adapters = ", ".join(f"{k}: {v}" for k, v in services.adapters.items()) or "none loaded"
-    status = services.llm_status or "preference models loaded"
+    status = escape(services.llm_status or "preference models loaded")
     return f"Retriever: `{services.model_version}`  \nAdapters: `{adapters}`  \nStatus: {status}"
 
 
