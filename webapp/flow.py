@@ -9,7 +9,7 @@ Not for: interpreting clicks or messages (handlers.py) or HTML (views.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -132,7 +132,8 @@ def chat_history(s: Session, state: UiState) -> tuple[tuple[str, str], ...]:
 # ------------------------------------------------------------------------------------------ ranking
 
 
-def allowed_by(services: Services, constraints: Constraints):  # -> Callable[[int], bool] | None
+def allowed_by(services: Services, constraints: Constraints) -> Callable[[int], bool] | None:
+    """The hard filter for ``recommend(allowed=...)``; None when nothing is filtered."""
     if constraints.is_empty:
         return None
     catalog = services.catalog

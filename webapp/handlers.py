@@ -199,10 +199,11 @@ def quick_start(
 ) -> Iterator[View]:
     """Cold start: several likes and dislikes at once, then one re-rank."""
     state = ensure_state(services, state)
-    picks = [(int(i), "like") for i in loved or ()] + [(int(i), "dislike") for i in hated or ()]
+    picks: list[tuple[int, FeedbackKind]] = [(int(i), "like") for i in loved or ()]
+    picks += [(int(i), "dislike") for i in hated or ()]
     with services.sessions.begin() as s:
         outcomes = [
-            rate(s, services, state, i, kind, client_event_id(state, "quick", i, kind))  # type: ignore[arg-type]
+            rate(s, services, state, i, kind, client_event_id(state, "quick", i, kind))
             for i, kind in picks if i in services.catalog
         ]
     changed = [o for o in outcomes if o.changed]
@@ -239,12 +240,12 @@ def _record_turn_feedback(
     s: Session, services: Services, state: UiState, turn: Turn, shown: Sequence[Movie], message_id: int
 ) -> bool:
     """'loved Heat', 'not #4': record each named movie; True if anything changed."""
-    picks = [(i, "like") for i in (*turn.liked_ids, *_card_ids(shown, turn.liked_cards))]
+    picks: list[tuple[int, FeedbackKind]] = [(i, "like") for i in (*turn.liked_ids, *_card_ids(shown, turn.liked_cards))]
     picks += [(i, "dislike") for i in (*turn.disliked_ids, *_card_ids(shown, turn.disliked_cards))]
     changed = False
     for item_id, kind in dict.fromkeys(picks):
         event_id = client_event_id(state, "message", message_id, item_id, kind)
-        changed |= rate(s, services, state, item_id, kind, event_id).changed  # type: ignore[arg-type]
+        changed |= rate(s, services, state, item_id, kind, event_id).changed
     return changed
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 
 from settings import Settings
+from storage.repository import FeedbackKind
 from webapp import handlers
 from webapp.flow import UiState, View
 from webapp.services import Services
@@ -188,22 +189,28 @@ def _rank_event(trigger: Callable[..., Any], fn: Callable[..., Any], inputs: lis
     )
 
 
-def _card_fn(services: Services, settings: Settings, page: Page, rank: int, kind: str) -> Callable[..., Any]:
+def _card_fn(
+    services: Services, settings: Settings, page: Page, rank: int, kind: FeedbackKind
+) -> Callable[..., Any]:
     def on_card(state: UiState, alpha: float) -> Iterator[tuple[Any, ...]]:
-        yield from _stream(page, handlers.click(services, settings, state, rank, kind, alpha))  # type: ignore[arg-type]
+        yield from _stream(page, handlers.click(services, settings, state, rank, kind, alpha))
 
     return on_card
 
 
 def _wire_cards(services: Services, settings: Settings, page: Page, outputs: list[Any]) -> None:
     for rank, slot in enumerate(page.slots, start=1):
-        for kind, button in (("like", slot.like), ("dislike", slot.dislike), ("undo", slot.undo)):
+        buttons: tuple[tuple[FeedbackKind, gr.Button], ...] = (
+            ("like", slot.like), ("dislike", slot.dislike), ("undo", slot.undo)
+        )
+        for kind, button in buttons:
             _rank_event(button.click, _card_fn(services, settings, page, rank, kind), [page.state, page.alpha], outputs)
 
     def on_api_click(state: UiState, rank: float, kind: str, alpha: float) -> Iterator[tuple[Any, ...]]:
         if kind not in ("like", "dislike", "undo"):
             raise gr.Error("kind must be like, dislike or undo")
-        yield from _stream(page, handlers.click(services, settings, state, int(rank), kind, alpha))  # type: ignore[arg-type]
+        clicked = handlers.click(services, settings, state, int(rank), cast(FeedbackKind, kind), alpha)
+        yield from _stream(page, clicked)
 
     _rank_event(page.api_click.click, on_api_click, [page.state, page.api_rank, page.api_kind, page.alpha],
                 outputs, api_name="feedback")
@@ -227,9 +234,9 @@ def _wire_search(services: Services, settings: Settings, page: Page, outputs: li
     page.search_box.change(on_search, page.search_box, page.results, api_visibility="private",
                            show_progress="hidden", trigger_mode="always_last")
 
-    def title_fn(kind: str) -> Callable[..., Any]:
+    def title_fn(kind: FeedbackKind) -> Callable[..., Any]:
         def on_rate(state: UiState, item_id: int | None, alpha: float) -> Iterator[tuple[Any, ...]]:
-            yield from _stream(page, handlers.rate_title(services, settings, state, item_id, kind, alpha))  # type: ignore[arg-type]
+            yield from _stream(page, handlers.rate_title(services, settings, state, item_id, kind, alpha))
 
         return on_rate
 
