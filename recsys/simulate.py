@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -208,22 +209,29 @@ def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: Perso
 
 def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int], llm: PreferenceRanker | None,
                emb: PreferenceRanker, alphas: Mapping[str, float]) -> list[Condition]:
-    """Every condition of the run, in table order (see the module docstring)."""
+    """Every condition of the run, in table order (see the module docstring). A validation-chosen α equal
+    to the default is not run twice: the default row says so."""
     rec = lambda ranker: Recommender(catalog, retriever, ranker)  # noqa: E731 - one-line factory
     out = [
         Condition("most-popular", Recommender(catalog, PopularRetriever(popular)), use_llm=False),
         Condition("SASRec", rec(None), use_llm=False),
-        Condition(f"SASRec + emb-neg (α={DEFAULT_ALPHA})", rec(emb), DEFAULT_ALPHA),
-        Condition(f"SASRec + emb-neg (α={alphas['emb']}, val)", rec(emb), alphas["emb"]),
+        *fused_pair("SASRec + emb-neg", rec(emb), alphas["emb"]),
     ]
     if llm is not None:
         out += [
             Condition(f"SASRec + LLM pos (α={DEFAULT_ALPHA})", rec(SidesRanker(llm, neg=False)), DEFAULT_ALPHA),
-            Condition(f"SASRec + LLM pos+neg (α={DEFAULT_ALPHA})", rec(llm), DEFAULT_ALPHA),
-            Condition(f"SASRec + LLM pos+neg (α={alphas['llm']}, val)", rec(llm), alphas["llm"]),
+            *fused_pair("SASRec + LLM pos+neg", rec(llm), alphas["llm"]),
             Condition(f"SASRec + LLM pos + emb-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, emb)), DEFAULT_ALPHA),
         ]
     return out
+
+
+def fused_pair(name: str, recommender: Recommender, chosen: float) -> list[Condition]:
+    """The condition at α = 0.6 and at the validation-chosen α (one row when they coincide)."""
+    if chosen == DEFAULT_ALPHA:
+        return [Condition(f"{name} (α={DEFAULT_ALPHA}, val)", recommender, DEFAULT_ALPHA)]
+    return [Condition(f"{name} (α={DEFAULT_ALPHA})", recommender, DEFAULT_ALPHA),
+            Condition(f"{name} (α={chosen}, val)", recommender, chosen)]
 
 
 def run(cfg: SimConfig) -> dict[str, Any]:
@@ -281,7 +289,11 @@ def summarize(results: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]) -> 
 
 def machine() -> str:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return f"{gpu or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")] \
+        if cpuinfo.exists() else []
+    cpu = f"{names[0] if names else platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
+    return f"{gpu or cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 # -------------------------------------------------------------------------------------------------- CLI

@@ -228,13 +228,37 @@ def test_run_writes_tables_without_adapters(tmp_path, caplog):
     model = SASRec(hist.n_items, SASRecConfig(hidden=8, blocks=1, heads=1, max_len=20))
     SASRecRetriever(model, hist.item_ids, popularity_order(hist), {"stats": {}}).save(tmp_path / "sasrec" / "ml-100k-seed42")
     assert history_retriever(rating_split(split), 42, tmp_path / "sasrec").model.cfg.hidden == 8  # served from the cache
-    cfg = SimConfig(users=6, val_users=3, rounds=2, alphas=(0.5, 0.6), adapters_dir=tmp_path / "none", out_dir=tmp_path)
+    cfg = SimConfig(users=4, val_users=2, rounds=2, alphas=(0.5, 0.6), scenarios=("warm", "burst"),
+                    adapters_dir=tmp_path / "none", out_dir=tmp_path)
     with caplog.at_level("WARNING"):
         result = main(cfg, tag="-smoke")
     assert "LLM conditions skipped" in caplog.text
     assert [c["name"] for c in result["conditions"]][:2] == ["most-popular", "SASRec"]
-    assert len(result["users"]["test"]) == 6 and not set(result["users"]["test"]) & set(result["users"]["validation"])
+    assert len(result["users"]["test"]) == 4 and not set(result["users"]["test"]) & set(result["users"]["validation"])
     warm = np.asarray(result["per_user"]["warm"]["SASRec"]["like_share"])
-    assert warm.shape == (6, 2)
+    assert warm.shape == (4, 2)
     md = (tmp_path / "ml-100k-smoke.md").read_text()
     assert "| SASRec |" in md and "Burst" in md and "Protocol:" in md
+
+
+def test_people_exclude_adapter_training_users(tmp_path):
+    import json
+
+    from recsys.finetune import FinetuneConfig, split_users
+    from recsys.simulate import adapter_users, choose_users
+
+    split = _split([12] * 40)
+    assert adapter_users(tmp_path, split) == (set(), "no adapter metadata")
+    (tmp_path / "neg").mkdir()
+    (tmp_path / "neg" / "metadata.json").write_text(json.dumps({"dataset": "other", "config": {}}))
+    assert adapter_users(tmp_path, split)[0] == set()  # trained on other people
+    (tmp_path / "pos").mkdir()
+    config = {"seed": 3, "user_fraction": 0.25, "val_users": 5}
+    (tmp_path / "pos" / "metadata.json").write_text(json.dumps({"dataset": "toy", "config": config}))
+    train, val = split_users(split, FinetuneConfig(**config))
+    excluded, how = adapter_users(tmp_path, split)
+    assert excluded == {int(split.user_ids[u]) for u in (*train, *val)} and len(excluded) == 15 and "reconstructed" in how
+    test, validation = choose_users(rating_split(split), excluded, n_test=10, n_val=5, seed=0)
+    assert len(test) == 10 and len(validation) == 5 and not set(test) & set(validation)
+    assert not {int(split.user_ids[u]) for u in (*test, *validation)} & excluded
+    assert (test, validation) == choose_users(rating_split(split), excluded, n_test=10, n_val=5, seed=0)

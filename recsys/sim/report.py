@@ -6,6 +6,7 @@ per person first and given a 95% t-interval over people. Not for: running sessio
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
-    names = list(dict.fromkeys(c for r in results for c in r["per_user"]["warm"]))
+    names = list(dict.fromkeys(family(c) for r in results for c in r["per_user"]["warm"]))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
     for row, result in zip(axes, results, strict=True):
         for ax, (scenario, metric, title) in zip(row, panels, strict=True):
@@ -151,6 +152,11 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def family(cond: str) -> str:
+    """A condition's name without its validation-chosen α (which differs between datasets)."""
+    return re.sub(r"α=[\d.]+, val", "α from validation", cond)
+
+
 def _panel(ax: Any, result: Mapping[str, Any], scenario: str, metric: str, colors: Mapping[str, Any]) -> None:
     if scenario not in result["per_user"]:
         ax.set_visible(False)
@@ -159,7 +165,8 @@ def _panel(ax: Any, result: Mapping[str, Any], scenario: str, metric: str, color
         a = np.asarray(arrays[metric], dtype=np.float64)
         stats = np.array([mean_ci(a[:, r])[:3] for r in range(a.shape[1])])
         x = np.arange(1, a.shape[1] + 1)
-        ax.plot(x, stats[:, 0], marker="o", ms=3, label=cond, color=colors[cond])
-        ax.fill_between(x, stats[:, 1], stats[:, 2], alpha=0.12, color=colors[cond])
+        color = colors[family(cond)]
+        ax.plot(x, stats[:, 0], marker="o", ms=3, label=family(cond), color=color)
+        ax.fill_between(x, stats[:, 1], stats[:, 2], alpha=0.12, color=color)
     ax.set_xticks(np.arange(1, result["config"]["rounds"] + 1))
     ax.grid(alpha=0.3)
