@@ -30,7 +30,6 @@ from webapp.ui import render_page, setup_events
 
 log = logging.getLogger("app")
 
-RETRIEVER_DIR = Path("sasrec") / "ml-latest-small"  # under settings.assets_dir
 CSS_FILE = Path(__file__).parent / "assets" / "app.css"
 
 
@@ -42,7 +41,7 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
     """(ranker, adapter versions, status): status is "" when loaded, else the notice for the page."""
     if not settings.use_llm:
         return None, {}, "Preference models switched off (RECSYS_USE_LLM=false) — showing retriever order."
-    adapters_dir = settings.assets_dir / "adapters"
+    adapters_dir = settings.adapters_dir
     try:
         from recsys.llm import load_ranker as load_letter_ranker  # local: torch/transformers only when used
 
@@ -66,7 +65,7 @@ def build_services(settings: Settings, background: bool = False) -> Services:
     (a few seconds); the sentence encoder and the preference LLM load in a thread and join when ready,
     and until then the page says so and lists keep the retriever's order.
     """
-    folder = settings.assets_dir / RETRIEVER_DIR
+    folder = settings.retriever_dir
     catalog = Catalog.from_csv(folder / "catalog.csv")
     retriever = SASRecRetriever.load(folder)
     engine = make_engine(settings.database_url)
@@ -98,6 +97,8 @@ def load_models(services: Services, settings: Settings) -> None:
 def browser_secret(settings: Settings) -> str:
     """The key that encrypts the person's id in their browser; kept in the cache folder so that a
     restarted app can still read it (gradio makes a new one per start otherwise)."""
+    if settings.browser_secret is not None:
+        return settings.browser_secret.get_secret_value()
     path = settings.cache_dir / "browser_state_secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

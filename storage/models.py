@@ -153,8 +153,8 @@ class ImpressionItem(Base):
     rank: Mapped[int] = mapped_column(Integer)
     item_id: Mapped[int] = mapped_column(Integer)
     base_rank: Mapped[int | None] = mapped_column(Integer)
-    pos_rank: Mapped[int | None] = mapped_column(Integer)
-    neg_rank: Mapped[int | None] = mapped_column(Integer)
+    pos_rank: Mapped[float | None] = mapped_column(Float)  # fractional: tied model scores share a rank
+    neg_rank: Mapped[float | None] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
     explanation: Mapped[str | None] = mapped_column(Text)
 

@@ -44,8 +44,8 @@ class ImpressionRow:
     item_id: int
     score: float
     base_rank: int | None = None
-    pos_rank: int | None = None
-    neg_rank: int | None = None
+    pos_rank: float | None = None
+    neg_rank: float | None = None
     explanation: str | None = None
 
 

@@ -92,7 +92,7 @@ def test_init_db_creates_parent_folder_and_is_idempotent(tmp_path: Path) -> None
     init_db(engine)
     init_db(engine)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
     engine.dispose()
     assert (tmp_path / "a" / "b" / "app.db").is_file()
 

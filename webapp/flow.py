@@ -160,16 +160,11 @@ def wants_llm(services: Services, ctx: Context) -> bool:
 # ------------------------------------------------------------------------------------------ saving
 
 
-def _int_rank(rank: float | None) -> int | None:
-    """Tied model scores get average ranks (2.5); the impression table stores whole ranks."""
-    return None if rank is None else int(rank + 0.5)
-
-
 def explanations(services: Services, ctx: Context, rec: Recommendation, profile: Profile) -> list[str]:
     likes, dislikes = ctx.seeded_likes, ctx.dislikes
     return [
         explain(it.item_id, likes, dislikes, services.catalog, profile,
-                {"base_rank": it.base_rank, "pos_rank": _int_rank(it.pos_rank), "neg_rank": _int_rank(it.neg_rank)})
+                {"base_rank": it.base_rank, "pos_rank": it.pos_rank, "neg_rank": it.neg_rank})
         for it in rec.items
     ]
 
@@ -181,7 +176,7 @@ def save_list(
     """Record the shown list with ranks, breakdown, α, versions and the degraded flag; its id."""
     rows = [
         ImpressionRow(rank=it.rank, item_id=it.item_id, score=it.score, base_rank=it.base_rank,
-                      pos_rank=_int_rank(it.pos_rank), neg_rank=_int_rank(it.neg_rank), explanation=text)
+                      pos_rank=it.pos_rank, neg_rank=it.neg_rank, explanation=text)
         for it, text in zip(rec.items, texts, strict=True)
     ]
     adapters = {"stage": stage, **(services.adapters if rec.llm_used else {})}
