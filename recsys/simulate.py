@@ -10,7 +10,9 @@ Leave-one-out next-item NDCG cannot show what a 👎 buys, so this replays sessi
 3. every round shows k = 10 movies through ``Recommender.recommend`` and feeds the answers back
    (sim/session.py), 5 rounds, the same people and seeds for every condition;
 4. conditions: most-popular; SASRec (dislikes only hidden once shown); SASRec + embedding negative
-   baseline; SASRec + LLM pos; SASRec + LLM pos + neg; SASRec + LLM pos + embedding neg. Fused
+   baseline; SASRec + an oracle negative ranker that knows the person's 👎 (the most any negative
+   model can buy through the fusion); SASRec + LLM pos; SASRec + LLM pos + neg; SASRec + LLM pos +
+   embedding neg. Fused
    conditions run at α = 0.6 and at the α that maximises mean graded NDCG@10 on separate validation
    people (warm start). LLM conditions are skipped, with a log line, when the adapters are absent.
 
@@ -51,6 +53,7 @@ from recsys.sim.session import (
     CombinedRanker,
     Condition,
     EmbeddingNegRanker,
+    OracleNegRanker,
     PopularRetriever,
     SidesRanker,
     run_session,
@@ -216,6 +219,8 @@ def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int],
         Condition("most-popular", Recommender(catalog, PopularRetriever(popular)), use_llm=False),
         Condition("SASRec", rec(None), use_llm=False),
         *fused_pair("SASRec + emb-neg", rec(emb), alphas["emb"]),
+        Condition(f"SASRec + oracle-neg (α={DEFAULT_ALPHA}, bound)", rec(None), DEFAULT_ALPHA,
+                  ranker_for=lambda person: OracleNegRanker(person.heldout)),
     ]
     if llm is not None:
         out += [

@@ -262,3 +262,14 @@ def test_people_exclude_adapter_training_users(tmp_path):
     assert len(test) == 10 and len(validation) == 5 and not set(test) & set(validation)
     assert not {int(split.user_ids[u]) for u in (*test, *validation)} & excluded
     assert (test, validation) == choose_users(rating_split(split), excluded, n_test=10, n_val=5, seed=0)
+
+
+def test_oracle_neg_ranker_is_built_per_person(toy_catalog):
+    from recsys.sim.session import OracleNegRanker
+
+    assert OracleNegRanker({3: 1.0, 9: 4.0}).score([6], [1], [3, 9, 12])[1] == pytest.approx([1, 0, 0])
+    rec = Recommender(toy_catalog, FakeRetriever(toy_catalog), config=PipelineConfig(n_candidates=20, k=5))
+    cond = Condition("oracle", rec, alpha=0.1, ranker_for=lambda p: OracleNegRanker(p.heldout))
+    person = _horror_hater(toy_catalog)
+    session = run_session(cond, person, PersonConfig(), rounds=3, k=5)
+    assert not HORROR & {i for r in session for i in r.shown}  # it knows every 👎 in advance

@@ -8,6 +8,7 @@ Also the parts a condition needs that are not the LLM:
 - ``PopularRetriever``: the most-popular baseline as a Retriever;
 - ``EmbeddingNegRanker``: the cheap negative baseline, a PreferenceRanker whose neg score is the
   largest SASRec item-embedding cosine similarity to a disliked movie (pos None), fused like the LLM;
+- ``OracleNegRanker``: knows which candidates the person would 👎 (an upper bound, not a model);
 - ``SidesRanker``: a ranker with one side switched off (e.g. SASRec + positive adapter only);
 - ``CachedRanker``: memoises each side's scores by (history, candidate set), so conditions that ask the
   LLM the same question (round 1 of every LLM condition, the α grid) pay for it once.
@@ -16,7 +17,7 @@ Not for: choosing users, aggregating or reporting (recsys/simulate.py).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,19 +25,29 @@ import numpy as np
 from recsys.pipeline import Recommender
 from recsys.protocols import PreferenceRanker
 from recsys.sim import metrics as M
-from recsys.sim.person import Answer, Person, PersonConfig, answer
+from recsys.sim.person import DISLIKE_MAX, Answer, Person, PersonConfig, answer
 
 Scores = tuple[np.ndarray | None, np.ndarray | None]
 
 
 @dataclass(frozen=True)
 class Condition:
-    """A named way of ranking: a Recommender and the α/LLM switch passed to ``recommend``."""
+    """A named way of ranking: a Recommender and the α/LLM switch passed to ``recommend``.
+
+    ``ranker_for`` replaces the recommender's ranker per person (the oracle, which reads their ratings).
+    """
 
     name: str
     recommender: Recommender
     alpha: float | None = None
     use_llm: bool = True
+    ranker_for: Callable[[Person], PreferenceRanker] | None = None
+
+    def for_person(self, person: Person) -> Recommender:
+        if self.ranker_for is None:
+            return self.recommender
+        r = self.recommender
+        return Recommender(r.catalog, r.retriever, self.ranker_for(person), r.text, r.config)
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,9 @@ def run_session(cond: Condition, person: Person, cfg: PersonConfig, rounds: int 
     likes, dislikes = list(person.likes), list(person.dislikes)
     shown: list[int] = []
     out = []
+    recommender = cond.for_person(person)
     for _ in range(rounds):
-        rec = cond.recommender.recommend(
+        rec = recommender.recommend(
             likes, dislikes, exclude={*person.seen, *shown}, k=k, alpha=cond.alpha, use_llm=cond.use_llm
         )
         ids = rec.ids()
@@ -125,6 +137,22 @@ class EmbeddingNegRanker:
             return None, None
         sim = self._rows(candidates) @ self._rows(dislikes).T  # (n_candidates, n_dislikes)
         return None, sim.max(axis=1).astype(np.float32)
+
+
+class OracleNegRanker:
+    """Implements PreferenceRanker with the person's own ratings: neg = 1 for a movie they would 👎.
+
+    Not a model: the upper bound of what any negative ranker can buy through the fusion at a given α.
+    """
+
+    def __init__(self, heldout: Mapping[int, float], dislike_max: float = DISLIKE_MAX):
+        self.heldout, self.dislike_max = heldout, dislike_max
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        if not dislikes or not candidates:
+            return None, None
+        return None, np.array([float(self.heldout.get(int(c), np.inf) <= self.dislike_max) for c in candidates],
+                              dtype=np.float32)
 
 
 class SidesRanker:
