@@ -207,3 +207,29 @@ class StudyRating(Base):
     question: Mapped[str] = mapped_column(String(64))
     value: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Study mode (revision 0003): which study, which round of a condition, and which card of the impression.
+    study_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    round: Mapped[int | None] = mapped_column(Integer)
+    rank: Mapped[int | None] = mapped_column(Integer)  # 1-based rank of the rated card in ``impression_id``
+    item_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class StudyParticipant(Base):
+    """One person's place in one study: their Latin-square row, their condition order and how far they got.
+
+    Created when the participant accepts the consent text; ``step`` indexes the study's schedule
+    (study/flow.py). ``study_version`` is a digest of the study file they were run with.
+    """
+
+    __tablename__ = "study_participants"
+    __table_args__ = (UniqueConstraint("study_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(user_fk(), unique=True)
+    study_id: Mapped[str] = mapped_column(String(64))
+    study_version: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)  # 0-based join order: the Latin-square row
+    conditions: Mapped[list[str]] = mapped_column(JSON)  # condition names in the order this person sees them
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    consented_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -27,6 +27,7 @@ from storage.models import (
     ImpressionItem,
     Message,
     ProfileSnapshot,
+    StudyParticipant,
     StudyRating,
     User,
 )
@@ -270,13 +271,144 @@ def record_study_rating(
     value: int,
     session_id: int | None = None,
     impression_id: int | None = None,
+    study_id: str | None = None,
+    round: int | None = None,
+    rank: int | None = None,
+    item_id: int | None = None,
 ) -> StudyRating:
+    """One answer. A rating of a card names its impression and rank; the item must be the one shown there."""
+    if rank is not None:
+        _check_card(s, impression_id=impression_id, rank=rank, item_id=item_id)
     rating = StudyRating(
-        user_id=user_id, question=question, value=value, session_id=session_id, impression_id=impression_id
+        user_id=user_id, question=question, value=value, session_id=session_id, impression_id=impression_id,
+        study_id=study_id, round=round, rank=rank, item_id=item_id,
     )
     s.add(rating)
     s.flush()
     return rating
+
+
+def _check_card(s: Session, *, impression_id: int | None, rank: int, item_id: int | None) -> None:
+    query = select(ImpressionItem.item_id).where(
+        ImpressionItem.impression_id == impression_id, ImpressionItem.rank == rank
+    )
+    shown = s.scalar(query) if impression_id is not None else None
+    if shown is None or (item_id is not None and shown != item_id):
+        raise ValueError(f"impression {impression_id} shows no item {item_id} at rank {rank}")
+
+
+def impression_is_rated(s: Session, *, impression_id: int) -> bool:
+    """Whether any study rating points to this impression."""
+    query = select(StudyRating.id).where(StudyRating.impression_id == impression_id).limit(1)
+    return s.scalar(query) is not None
+
+
+# --- study participants ------------------------------------------------------------------------
+
+
+def next_study_position(s: Session, *, study_id: str) -> int:
+    """The next free 0-based position (Latin-square row) in a study; deleted participants leave gaps."""
+    highest = s.scalar(select(func.max(StudyParticipant.position)).where(StudyParticipant.study_id == study_id))
+    return 0 if highest is None else highest + 1
+
+
+def add_study_participant(
+    s: Session, *, user_id: int, study_id: str, study_version: str, position: int, conditions: Sequence[str]
+) -> StudyParticipant:
+    """Enrol a user at ``position``; IntegrityError (inside a savepoint, so the caller's transaction stays
+    usable) if a concurrent join took that position first."""
+    participant = StudyParticipant(
+        user_id=user_id, study_id=study_id, study_version=study_version, position=position,
+        conditions=list(conditions), step=0,
+    )
+    with s.begin_nested():
+        s.add(participant)
+    return participant
+
+
+def get_study_participant(s: Session, *, user_id: int) -> StudyParticipant | None:
+    return s.scalar(select(StudyParticipant).where(StudyParticipant.user_id == user_id))
+
+
+def list_study_participants(s: Session, *, study_id: str) -> list[StudyParticipant]:
+    query = select(StudyParticipant).where(StudyParticipant.study_id == study_id)
+    return list(s.scalars(query.order_by(StudyParticipant.position)).all())
+
+
+def find_session(s: Session, *, user_id: int, mode: str, condition: str | None) -> ChatSession | None:
+    """The user's newest chat session of ``mode`` with ``condition`` (None matches a NULL condition)."""
+    where = ChatSession.condition.is_(None) if condition is None else ChatSession.condition == condition
+    query = select(ChatSession).where(ChatSession.user_id == user_id, ChatSession.mode == mode, where)
+    return s.scalar(query.order_by(ChatSession.id.desc()).limit(1))
+
+
+def session_preferences(s: Session, *, user_id: int, session_ids: Sequence[int]) -> Preferences:
+    """Like ``current_preferences`` but counting only clicks made in the given chat sessions
+    (a study condition's likes and dislikes do not leak into another condition)."""
+    newest_ids = (
+        select(func.max(FeedbackEvent.id))
+        .where(FeedbackEvent.user_id == user_id, FeedbackEvent.session_id.in_(list(session_ids)))
+        .group_by(FeedbackEvent.item_id)
+    )
+    query = select(FeedbackEvent).where(FeedbackEvent.id.in_(newest_ids)).order_by(FeedbackEvent.id.desc())
+    events = s.scalars(query).all()
+    return Preferences(
+        likes=tuple(e.item_id for e in events if e.kind == "like"),
+        dislikes=tuple(e.item_id for e in events if e.kind == "dislike"),
+    )
+
+
+def session_impressions(s: Session, *, session_id: int) -> list[Impression]:
+    """Every list shown in a chat session, oldest first."""
+    query = select(Impression).where(Impression.session_id == session_id).order_by(Impression.id)
+    return list(s.scalars(query).all())
+
+
+def rated_items(s: Session, *, session_id: int) -> set[int]:
+    """Item ids that already have a study rating in this chat session."""
+    query = select(StudyRating.item_id).where(StudyRating.session_id == session_id, StudyRating.item_id.is_not(None))
+    return {int(i) for i in s.scalars(query).all()}
+
+
+@dataclass(frozen=True)
+class RatingRecord:
+    """One study rating with everything it points to (for exports); missing parts are None."""
+
+    rating: StudyRating
+    participant: StudyParticipant
+    public_id: str
+    session: ChatSession | None
+    impression: Impression | None
+    item: ImpressionItem | None
+
+
+def study_rating_records(s: Session, *, study_id: str) -> list[RatingRecord]:
+    """Every rating of a study's participants, in the order they were given."""
+    query = (
+        select(StudyRating, StudyParticipant, User.public_id, ChatSession, Impression, ImpressionItem)
+        .join(StudyParticipant, StudyParticipant.user_id == StudyRating.user_id)
+        .join(User, User.id == StudyRating.user_id)
+        .outerjoin(ChatSession, ChatSession.id == StudyRating.session_id)
+        .outerjoin(Impression, Impression.id == StudyRating.impression_id)
+        .outerjoin(
+            ImpressionItem,
+            (ImpressionItem.impression_id == StudyRating.impression_id) & (ImpressionItem.rank == StudyRating.rank),
+        )
+        .where(StudyRating.study_id == study_id, StudyParticipant.study_id == study_id)
+        .order_by(StudyRating.id)
+    )
+    return [RatingRecord(*row) for row in s.execute(query).all()]
+
+
+def study_impressions(s: Session, *, study_id: str) -> list[Impression]:
+    """Every list shown to the study's participants (to count degraded lists per condition)."""
+    query = (
+        select(Impression)
+        .join(StudyParticipant, StudyParticipant.user_id == Impression.user_id)
+        .where(StudyParticipant.study_id == study_id)
+        .order_by(Impression.id)
+    )
+    return list(s.scalars(query).all())
 
 
 # --- a person's data: export and erase ---------------------------------------------------------
@@ -311,6 +443,7 @@ def export_user_data(s: Session, *, user_id: int) -> dict[str, Any]:
         "feedback": _rows_of(s, FeedbackEvent, FeedbackEvent.user_id, user_id),
         "profiles": _rows_of(s, ProfileSnapshot, ProfileSnapshot.user_id, user_id),
         "study_ratings": _rows_of(s, StudyRating, StudyRating.user_id, user_id),
+        "study_participation": _rows_of(s, StudyParticipant, StudyParticipant.user_id, user_id),
     }
 
 

@@ -33,13 +33,17 @@ from storage.models import (
     ImpressionItem,
     Message,
     ProfileSnapshot,
+    StudyParticipant,
     StudyRating,
     User,
 )
 from storage.repository import ImpressionRow, Preferences
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PER_USER_MODELS = (User, ChatSession, Message, Impression, ImpressionItem, FeedbackEvent, ProfileSnapshot, StudyRating)
+PER_USER_MODELS = (
+    User, ChatSession, Message, Impression, ImpressionItem, FeedbackEvent, ProfileSnapshot, StudyRating,
+    StudyParticipant,
+)
 
 
 @pytest.fixture
@@ -92,7 +96,7 @@ def test_init_db_creates_parent_folder_and_is_idempotent(tmp_path: Path) -> None
     init_db(engine)
     init_db(engine)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0003"]
     engine.dispose()
     assert (tmp_path / "a" / "b" / "app.db").is_file()
 
@@ -300,7 +304,7 @@ def test_delete_user_cascades_to_everything(sessions: sessionmaker[Session]) -> 
     with sessions() as s:
         assert {model.__name__: count(s, model) for model in PER_USER_MODELS} == {
             "User": 1, "ChatSession": 1, "Message": 1, "Impression": 1, "ImpressionItem": 2,
-            "FeedbackEvent": 1, "ProfileSnapshot": 1, "StudyRating": 1,
+            "FeedbackEvent": 1, "ProfileSnapshot": 1, "StudyRating": 1, "StudyParticipant": 0,
         }  # fmt: skip
         assert repo.export_user_data(s, user_id=kept)["feedback"][0]["user_id"] == kept
 
