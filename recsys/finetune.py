@@ -152,9 +152,11 @@ def user_examples(
         history = tuple(int(i) for i in raw[:t][mask[:t]][::-1][: cfg.max_history])
         target = int(raw[t])
         hard = retriever.retrieve([int(i) for i in raw[:t][liked[:t]]], seen, cfg.n_hard)[: cfg.n_hard]
-        taken = seen | set(hard)
-        rand = [int(i) for i in rng.choice(pool, 4 * cfg.n_candidates, replace=False) if int(i) not in taken]
-        candidates = [target, *hard, *rand[: cfg.n_candidates - 1 - len(hard)]]
+        free = np.setdiff1d(pool, [*seen, *hard])
+        need = cfg.n_candidates - 1 - len(hard)
+        if len(free) < need:
+            raise ValueError(f"catalog too small for {cfg.n_candidates} candidates per example")
+        candidates = [target, *hard, *(int(i) for i in rng.choice(free, need, replace=False))]
         order = rng.permutation(len(candidates))
         shuffled = tuple(candidates[i] for i in order)
         examples.append(Example(history, shuffled, int(np.flatnonzero(order == 0)[0])))
@@ -308,7 +310,8 @@ def train_adapter(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = max(1, math.ceil(cfg.epochs * len(train) / cfg.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
-    tag = f"{cfg!r} n_train={len(train)} n_val={len(val)}"
+    # what makes a checkpoint resumable: the same training setup and data (not the time budget)
+    tag = f"{replace(cfg, max_minutes=None, eval_every=0)!r} n_train={len(train)} n_val={len(val)}"
     state = TrainState()
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, tag) or state

