@@ -15,6 +15,7 @@ from recsys.sim.session import (
     CachedRanker,
     Condition,
     EmbeddingNegRanker,
+    GenreOracleNegRanker,
     PopularRetriever,
     Round,
     SidesRanker,
@@ -96,8 +97,8 @@ def test_start_person_takes_the_newest_likes_and_dislikes():
     assert p.likes == (16, 13) and p.dislikes == (17, 14, 12) and p.seen == frozenset(history)
     cold = start_person(3, history, ratings, {}, n_likes=3, n_dislikes=2)
     assert cold.likes == (16, 13, 11) and cold.dislikes == (17, 14)
-    burst = with_burst(p, [31, 32])
-    assert burst.dislikes == (31, 32, 17, 14, 12) and {31, 32} <= burst.seen
+    burst = with_burst(p, [31, 32], "Horror")
+    assert burst.dislikes == (31, 32, 17, 14, 12) and {31, 32} <= burst.seen and burst.burst_genre == "Horror"
 
 
 def test_burst_genre_prefers_narrow_genres_and_items_are_unrated(toy_catalog):
@@ -163,13 +164,6 @@ def test_cached_and_sided_rankers_return_what_the_ranker_would(toy_catalog):
 # ---------------------------------------------------------------------------------------- sessions
 
 
-class PerfectNeg:
-    """Knows the person dislikes horror: neg = 1 for horror candidates."""
-
-    def score(self, likes, dislikes, candidates):
-        return None, (np.array([float(c in HORROR) for c in candidates]) if dislikes else None)
-
-
 class RandomNeg:
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)
@@ -193,7 +187,8 @@ def _horror_shares(toy_catalog, ranker, rounds: int = 3) -> list[float]:
 
 def test_perfect_negative_ranker_removes_the_disliked_genre(toy_catalog):
     assert _horror_shares(toy_catalog, None)[0] == 0.6  # the retriever alone puts horror on top
-    assert _horror_shares(toy_catalog, PerfectNeg()) == [0.0, 0.0, 0.0]
+    perfect = GenreOracleNegRanker({m.item_id: m.genres for m in toy_catalog}, "Horror")  # knows the genre
+    assert _horror_shares(toy_catalog, perfect) == [0.0, 0.0, 0.0]
 
 
 def test_random_negative_ranker_leaves_the_genre_in(toy_catalog):

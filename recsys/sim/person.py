@@ -39,6 +39,7 @@ class Person:
     likes: tuple[int, ...]  # start state, newest first
     dislikes: tuple[int, ...]  # start state, newest first
     seen: frozenset[int]  # never shown: rated before the session (and injected dislikes)
+    burst_genre: str | None = None  # the genre they just disliked three times ("no more horror")
 
 
 def answer(item: int, person: Person, cfg: PersonConfig) -> Answer:
@@ -84,10 +85,10 @@ def start_person(
     return Person(user_id, dict(heldout), likes, dislikes, frozenset(int(i) for i in history))
 
 
-def with_burst(person: Person, burst: Sequence[int]) -> Person:
-    """The same person after disliking ``burst`` (newest first) right before the session starts."""
+def with_burst(person: Person, burst: Sequence[int], genre: str | None = None) -> Person:
+    """The same person after disliking ``burst`` (newest first, all of ``genre``) right before the session."""
     dislikes = tuple(int(i) for i in burst) + person.dislikes
-    return Person(person.user_id, person.heldout, person.likes, dislikes, person.seen | set(burst))
+    return Person(person.user_id, person.heldout, person.likes, dislikes, person.seen | set(burst), genre)
 
 
 def burst_genre(shown: Sequence[int], genres: Mapping[int, Sequence[str]], broad: Sequence[str] = ("Drama", "Comedy")) -> str | None:

@@ -84,7 +84,8 @@ def burst_table(result: Mapping[str, Any]) -> list[str]:
     for cond in result["per_user"]["burst"]:
         after = _arrays(result, "burst", cond)["genre_share"]
         keep = ~np.isnan(after[:, 0])
-        before = _arrays(result, "warm", cond)["genre_share"][keep] if "warm" in result["per_user"] else None
+        warm = result["per_user"].get("warm", {})
+        before = _arrays(result, "warm", cond)["genre_share"][keep] if cond in warm else None
         cells = [cond] + [("–" if before is None else _cell(before[:, r])) for r in shown]
         cells += [_cell(after[keep, r]) for r in shown]
         cells.append("–" if before is None else
@@ -137,7 +138,7 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
-    names = list(dict.fromkeys(family(c) for r in results for c in r["per_user"]["warm"]))
+    names = list(dict.fromkeys(family(c) for r in results for s in r["per_user"].values() for c in s))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
     for row, result in zip(axes, results, strict=True):
         for ax, (scenario, metric, title) in zip(row, panels, strict=True):

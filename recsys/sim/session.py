@@ -8,7 +8,8 @@ Also the parts a condition needs that are not the LLM:
 - ``PopularRetriever``: the most-popular baseline as a Retriever;
 - ``EmbeddingNegRanker``: the cheap negative baseline, a PreferenceRanker whose neg score is the
   largest SASRec item-embedding cosine similarity to a disliked movie (pos None), fused like the LLM;
-- ``OracleNegRanker``: knows which candidates the person would 👎 (an upper bound, not a model);
+- ``OracleNegRanker``: knows which candidates the person would 👎 (an upper bound, not a model), and
+  ``GenreOracleNegRanker``: knows the genre they burst-disliked (the same for "no more horror");
 - ``SidesRanker``: a ranker with one side switched off (e.g. SASRec + positive adapter only);
 - ``CachedRanker``: memoises each side's scores by (history, candidate set), so conditions that ask the
   LLM the same question (round 1 of every LLM condition, the α grid) pay for it once.
@@ -42,6 +43,7 @@ class Condition:
     alpha: float | None = None
     use_llm: bool = True
     ranker_for: Callable[[Person], PreferenceRanker] | None = None
+    only: str | None = None  # run in this scenario only
 
     def for_person(self, person: Person) -> Recommender:
         if self.ranker_for is None:
@@ -153,6 +155,21 @@ class OracleNegRanker:
             return None, None
         return None, np.array([float(self.heldout.get(int(c), np.inf) <= self.dislike_max) for c in candidates],
                               dtype=np.float32)
+
+
+class GenreOracleNegRanker:
+    """Implements PreferenceRanker knowing the genre the person burst-disliked: neg = 1 for that genre.
+
+    Not a model: the most a genre-aware negative ranker can buy through the fusion at a given α.
+    """
+
+    def __init__(self, genres: Mapping[int, Sequence[str]], genre: str | None):
+        self.genres, self.genre = genres, genre
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        if not dislikes or not candidates or self.genre is None:
+            return None, None
+        return None, np.array([float(self.genre in self.genres.get(int(c), ())) for c in candidates], dtype=np.float32)
 
 
 class SidesRanker:
