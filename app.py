@@ -2,7 +2,7 @@
 
 ``build_services(settings)`` loads everything once (catalog, SASRec, sentence encoder and its embedding
 cache, the preference LLM if it loads, the database); ``build_app(services, settings)`` builds the page;
-``main()`` launches it. If the LLM or its adapters are missing, the app serves the retriever's order and
+``main()`` launches it (``RECSYS_MODE=demo``: the kiosk page for talks, see webapp/demo.py). If the LLM or its adapters are missing, the app serves the retriever's order and
 says so on the page. Run: ``.venv/bin/python app.py`` (or ``make run``).
 Not for: ranking, dialogue or storage logic (recsys/, dialogue/, storage/, webapp/).
 """
@@ -25,7 +25,12 @@ from recsys.sasrec import SASRecRetriever
 from recsys.text import SentenceEncoder
 from settings import Settings
 from storage.db import init_db, make_engine, make_sessionmaker
+from study.config import load_studies
+from study.flow import StudyEnv
+from webapp.demo import KIOSK_CSS, build_demo_app
+from webapp.privacy_ui import render_privacy_tab, setup_privacy_events
 from webapp.services import LOADING, UNAVAILABLE, Services, attach_ranker, attach_text, services_from_parts
+from webapp.study_ui import STUDY_CSS, STUDY_TAB, render_study_tab, setup_study_events
 from webapp.ui import render_page, setup_events
 
 log = logging.getLogger("app")
@@ -108,18 +113,34 @@ def browser_secret(settings: Settings) -> str:
 
 
 def build_app(services: Services, settings: Settings, secret: str | None = None) -> gr.Blocks:
+    """The page: Movies (chat + cards), Study (participants and researchers), My data (see, delete).
+    In demo mode (settings.mode) the kiosk page instead (webapp/demo.py)."""
+    secret = secret or browser_secret(settings)
+    if settings.mode == "demo":
+        return build_demo_app(services, settings, secret)
+    env = StudyEnv(services, settings, load_studies(settings.studies_dir))
     with gr.Blocks(title="Movie night — a recommender that learns from 👍 and 👎") as demo:
-        page = render_page(services, settings, secret or browser_secret(settings))
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Movies", id="movies"):
+                page = render_page(services, settings, secret)
+            with gr.Tab("Study", id=STUDY_TAB):
+                study = render_study_tab(secret)
+            with gr.Tab("My data", id="my-data"):
+                privacy = render_privacy_tab()
         setup_events(demo, services, settings, page)
+        setup_study_events(demo, env, study, tabs)
+        setup_privacy_events(demo, services, settings, page, privacy, study)
     return demo
 
 
 def launch_options(settings: Settings) -> dict[str, Any]:
     """Gradio 6 takes css and theme at launch()."""
+    css = CSS_FILE.read_text() if CSS_FILE.exists() else ""
+    css += KIOSK_CSS if settings.mode == "demo" else STUDY_CSS
     return {
         "server_name": settings.host,
         "server_port": settings.port,
-        "css": CSS_FILE.read_text() if CSS_FILE.exists() else None,
+        "css": css,
         "theme": gr.themes.Soft(),
     }
 
@@ -127,8 +148,11 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    started = time.perf_counter()
     services = build_services(settings, background=True)
-    build_app(services, settings).queue(default_concurrency_limit=8).launch(**launch_options(settings))
+    blocks = build_app(services, settings).queue(default_concurrency_limit=8)
+    log.info("%s page ready in %.1f s", settings.mode, time.perf_counter() - started)
+    blocks.launch(**launch_options(settings))
 
 
 if __name__ == "__main__":

@@ -37,3 +37,7 @@ class Settings(BaseSettings):
     browser_secret: SecretStr | None = None  # signs gr.BrowserState; generated into cache_dir when unset
     host: str = "127.0.0.1"
     port: int = 7860
+    # "demo": the kiosk page for talks (personas, big reset button, no study or admin panels).
+    mode: Literal["app", "demo"] = "app"
+    studies_dir: Path = Path("studies")  # every *.yaml in it is a study participants can join
+    personas_file: Path = Path("assets/personas.json")  # demo mode's ready-made people

@@ -263,15 +263,16 @@ def _wire_controls(services: Services, settings: Settings, page: Page, outputs: 
     _rank_event(page.clear.click, on_clear, [page.state, page.alpha], outputs, api_name="clear_request")
 
 
-def setup_events(demo: gr.Blocks, services: Services, settings: Settings, page: Page) -> None:
-    """Every event of the page, in one place."""
+def setup_events(demo: gr.Blocks, services: Services, settings: Settings, page: Page, load: bool = True) -> None:
+    """Every event of the page, in one place; ``load=False`` leaves page load to the caller (demo mode)."""
     outputs = view_outputs(page)
 
     def on_load(public_id: str | None) -> tuple[Any, ...]:
         view = handlers.start(services, settings, public_id)
         return (view.state.public_id, *view_updates(page, view))
 
-    demo.load(on_load, [page.browser], [page.browser, *outputs], api_name="start", show_progress="hidden")
+    if load:
+        demo.load(on_load, [page.browser], [page.browser, *outputs], api_name="start", show_progress="hidden")
     _wire_cards(services, settings, page, outputs)
     _wire_chat(services, settings, page, outputs)
     _wire_search(services, settings, page, outputs)
