@@ -13,6 +13,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt scripts/setup.sh
 run: setup
 	$(PY) app.py
 
+# The kiosk page for talks: personas, reset button, its own database; offline (shipped assets only).
+demo: setup
+	RECSYS_MODE=demo DATABASE_URL=sqlite:///data/demo.db HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) app.py
+
 test: setup
 	$(PY) -m pytest
 
