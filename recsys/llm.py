@@ -122,13 +122,12 @@ def load_base(
     device = resolve_device(device)
     dtype = dtype or default_dtype(device)
     if spec.startswith("package:"):
-        source, kwargs = str(dequantised_checkpoint(spec.removeprefix("package:"), Path(cache_dir))), {}
-    else:  # an HF id (downloads into cache_dir when online) or a local checkpoint folder
-        source, kwargs = spec, {"cache_dir": str(Path(cache_dir) / "hf")}
-    if load_in_4bit:
-        kwargs |= {"quantization_config": nf4_config(dtype), "device_map": {"": device}}
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, **({"cache_dir": kwargs["cache_dir"]} if "cache_dir" in kwargs else {}))
+        source, hub = str(dequantised_checkpoint(spec.removeprefix("package:"), Path(cache_dir))), {}
+    else:  # an HF id (downloaded into cache_dir when online) or a local checkpoint folder
+        source, hub = spec, {"cache_dir": str(Path(cache_dir) / "hf")}
+    quant = {"quantization_config": nf4_config(dtype), "device_map": {"": device}} if load_in_4bit else {}
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **hub, **quant)
+    tokenizer = AutoTokenizer.from_pretrained(source, **hub)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not load_in_4bit:
@@ -255,6 +254,28 @@ def suffix_batch(
     return ids.to(device), mask.to(device), positions.to(device)
 
 
+def suffix_hidden(
+    model: Any,
+    cache: Any,
+    prefix_len: int,
+    suffixes: Sequence[Sequence[int]],
+    pad_id: int,
+    adapter_names: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Final hidden state at the answer position of each suffix, (B, d), on top of a prefix ``cache``.
+
+    The cache must hold B rows (see ``answer_hidden``) and is extended in place. ``adapter_names`` (one
+    per suffix) selects each row's adapter; None runs the active adapter, as training does.
+    """
+    device = model.get_output_embeddings().weight.device
+    ids, mask, positions = suffix_batch(prefix_len, suffixes, pad_id, device)
+    out = decoder_forward(
+        model, adapter_names, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        use_cache=True,
+    )
+    return out.last_hidden_state[:, -1]  # post-norm final hidden state, (B, d)
+
+
 def answer_hidden(
     model: Any,
     prefix_ids: Sequence[int],
@@ -262,21 +283,11 @@ def answer_hidden(
     pad_id: int,
     adapter_names: Sequence[str] | None = None,
 ) -> torch.Tensor:
-    """Final hidden state at the answer position of each suffix, (B, d), in the model's dtype.
-
-    ``adapter_names`` (one per suffix) selects each row's adapter; None runs the active adapter(s),
-    which is how training calls it. Gradients flow through the suffix only.
-    """
+    """The prefix once (base model), then every suffix as one batch -> (B, d). Grad flows through suffixes only."""
     cache = prefix_cache(model, prefix_ids)
     if len(suffixes) > 1:
         cache.batch_repeat_interleave(len(suffixes))  # (1, heads, P, hd) -> (B, heads, P, hd) per layer
-    device = model.get_output_embeddings().weight.device
-    ids, mask, positions = suffix_batch(len(prefix_ids), suffixes, pad_id, device)
-    out = decoder_forward(
-        model, adapter_names, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-        use_cache=True,
-    )
-    return out.last_hidden_state[:, -1]  # post-norm final hidden state, (B, d)
+    return suffix_hidden(model, cache, len(prefix_ids), suffixes, pad_id, adapter_names)
 
 
 def letter_logits(model: Any, hidden: torch.Tensor, letter_ids: Sequence[int]) -> torch.Tensor:

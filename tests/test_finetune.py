@@ -39,27 +39,33 @@ def tiny_config(tmp_path, **changes) -> finetune.FinetuneConfig:
     return replace(cfg, **changes)
 
 
-@pytest.mark.parametrize("task", ["pos", "neg"])
+@pytest.mark.parametrize("task", ["pos", "neg", "both"])
 def test_examples_use_only_training_items(toy_split, toy_catalog, tmp_path, task):
     cfg = tiny_config(tmp_path, task=task, max_examples_per_user=50)
     users, val_users = finetune.split_users(toy_split, cfg)
     assert not set(users) & set(val_users)
+    n_examples = 0
     for u in users:
         rng = np.random.default_rng(0)
         pool = toy_split.item_ids[1:]
         examples = finetune.user_examples(toy_split, u, cfg, FakeRetriever(toy_catalog), pool, rng)
+        n_examples += len(examples)
         train = [int(i) for i in toy_split.item_ids[toy_split.train(u)]]
         ratings = dict(zip(train, toy_split.ratings[u][: len(train)], strict=True))
         for ex in examples:
-            target = ex.candidates[ex.target]
-            assert target in train and set(ex.history) <= set(train)
             assert len(ex.candidates) == cfg.n_candidates == len(set(ex.candidates))
-            assert 1 <= len(ex.history) <= cfg.max_history
-            good = (lambda r: r >= 4) if task == "pos" else (lambda r: r <= 2)
-            assert good(ratings[target]) and all(good(ratings[i]) for i in ex.history)
-            # history is the newest first, and strictly before the target
-            positions = [train.index(i) for i in ex.history]
-            assert positions == sorted(positions, reverse=True) and positions[0] < train.index(target)
+            assert [q.task for q in ex.queries] == list(cfg.tasks)
+            targets = [ex.candidates[q.target] for q in ex.queries]
+            assert len(set(targets)) == len(targets)  # with "both": the other task's target is a wrong answer
+            for q, target in zip(ex.queries, targets, strict=True):
+                assert target in train and set(q.history) <= set(train)
+                assert 1 <= len(q.history) <= finetune.MAX_HISTORY[q.task]
+                good = (lambda r: r >= 4) if q.task == "pos" else (lambda r: r <= 2)
+                assert good(ratings[target]) and all(good(ratings[i]) for i in q.history)
+                # the history is newest first and strictly before the target
+                positions = [train.index(i) for i in q.history]
+                assert positions == sorted(positions, reverse=True) and positions[0] < train.index(target)
+    assert n_examples > 0
 
 
 def test_popularity_retriever_follows_the_protocol(toy_split):
@@ -69,7 +75,7 @@ def test_popularity_retriever_follows_the_protocol(toy_split):
 
 
 def test_one_tiny_epoch_and_adapter_round_trip(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
-    cfg = tiny_config(tmp_path, task="neg")
+    cfg = tiny_config(tmp_path, task="both")
     train_users, val_users = finetune.split_users(toy_split, cfg)
     retriever = FakeRetriever(toy_catalog)
     train = finetune.build_examples(toy_split, train_users, cfg, retriever, 0)
@@ -79,30 +85,34 @@ def test_one_tiny_epoch_and_adapter_round_trip(toy_split, toy_catalog, smol_toke
     assert state.step == math.ceil(len(train) / cfg.batch_size)
     assert all(math.isfinite(x) for x in state.train_losses)
     assert state.evals[0]["step"] == 0 and state.evals[-1]["step"] == state.step
+    assert {"pos_loss", "neg_loss", "pos_accuracy", "neg_accuracy"} <= set(state.evals[-1])
 
     letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
-    bias = finetune.content_free_bias(model, smol_tokenizer, "neg", letter_ids, cfg.n_candidates)
-    meta = finetune.metadata(cfg, state, (len(train_users), len(val_users)), (len(train), len(val)),
-                             "fake", bias, "test machine")
-    for name in ("pos", "neg"):  # the same weights under both names: enough for a round trip
-        finetune.save_adapter(model, tmp_path / "adapters" / name, meta)
+    metas = {}
+    for task in ("pos", "neg"):
+        model.set_adapter(task)
+        bias = finetune.content_free_bias(model, smol_tokenizer, task, letter_ids, cfg.n_candidates)
+        metas[task] = finetune.metadata(cfg, task, state, (len(train_users), len(val_users)),
+                                        (len(train), len(val)), "fake", bias, "test machine")
+    finetune.save_adapters(model, tmp_path / "adapters", metas)
     saved = json.loads((tmp_path / "adapters" / "neg" / llm.METADATA_FILE).read_text())
-    assert saved["template_version"] == llm.prompts.TEMPLATE_VERSION
+    assert saved["template_version"] == llm.prompts.TEMPLATE_VERSION and saved["task"] == "neg"
+    assert saved["val_loss"] == pytest.approx(state.evals[-1]["neg_loss"], abs=1e-4)
     assert saved["uniform_loss"] == pytest.approx(math.log(12), abs=1e-4) and len(saved["letter_bias"]) == 12
     assert (tmp_path / "adapters" / "neg" / "adapter_model.safetensors").stat().st_size < 200_000
 
+    # the ranker, loading the saved files onto the plain base weights, scores as training computed
     ex = val[0]
-    base = model.unload()  # the plain base weights again; the trained adapter lives in the saved files
-    ranker = llm.LetterRanker(base, smol_tokenizer, {n: tmp_path / "adapters" / n for n in ("pos", "neg")},
-                              toy_catalog, llm.RankerConfig(max_dislikes=cfg.max_history))
+    likes, dislikes = (q.history for q in ex.queries)
+    ranker = llm.LetterRanker(model.unload(), smol_tokenizer, {n: tmp_path / "adapters" / n for n in ("pos", "neg")},
+                              toy_catalog)
     assert ranker.metadata["neg"]["val_loss"] == saved["val_loss"]
-    _, neg = ranker.score([], list(ex.history), list(ex.candidates))
-    # the training computation on the ranker's prompt order gives the ranker's scores
+    pos, neg = ranker.score(list(likes), list(dislikes), list(ex.candidates))
     order = ranker.prompt_order(list(ex.candidates))
-    shown = finetune.Example(ex.history, tuple(ex.candidates[i] for i in order), 0)
-    ranker.model.set_adapter("neg")
+    shown = finetune.Example(tuple(ex.candidates[i] for i in order), ex.queries)  # targets unused here
     logits = finetune.example_logits(ranker.model, smol_tokenizer, toy_catalog, shown, cfg, letter_ids)
-    np.testing.assert_allclose(neg[order], logits[0].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(pos[order], logits[0][0].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(neg[order], logits[1][0].detach().numpy(), atol=1e-5)
 
 
 def test_tiny_overfit_lowers_the_loss(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
@@ -113,11 +123,12 @@ def test_tiny_overfit_lowers_the_loss(toy_split, toy_catalog, smol_tokenizer, tm
                                       examples, examples, cfg)
     assert state.step == 12
     assert state.train_losses[-1] < 0.5 * state.train_losses[0]
-    assert state.evals[-1]["loss"] < 0.5 * state.evals[0]["loss"] and state.evals[-1]["accuracy"] >= 0.75
+    assert state.evals[-1]["pos_loss"] < 0.5 * state.evals[0]["pos_loss"]
+    assert state.evals[-1]["pos_accuracy"] >= 0.75
 
 
 def test_training_resumes_from_its_checkpoint(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
-    cfg = tiny_config(tmp_path, task="pos", eval_every=1, epochs=2)
+    cfg = tiny_config(tmp_path, task="both", eval_every=1, checkpoint_every=1, epochs=2)
     users, _ = finetune.split_users(toy_split, cfg)
     examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:8]
     ckpt = tmp_path / "ckpt.pt"
@@ -125,7 +136,7 @@ def test_training_resumes_from_its_checkpoint(toy_split, toy_catalog, smol_token
     _, first = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
                                       examples, examples[:2], stopped, ckpt)
     assert first.step == 1 and ckpt.exists()
-    # same configuration and data -> resumes; max_minutes differs, so resume with the stopped config
+    # same configuration and data -> resumes (the time budget is not part of the configuration's identity)
     _, resumed = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
                                         examples, examples[:2], replace(stopped, max_minutes=None), ckpt)
     assert resumed.step == 4 and resumed.train_losses[0] == first.train_losses[0]
