@@ -312,6 +312,7 @@ class LetterRanker:
 
     ``adapters`` maps "pos"/"neg" to adapter folders; with None the base model scores both tasks
     (zero-shot). Scores are letter logits: higher = more liked ("pos") / more disliked ("neg").
+    Loading adapters wraps ``model`` in a PeftModel (peft injects the LoRA layers into it in place).
     """
 
     def __init__(
@@ -333,10 +334,10 @@ class LetterRanker:
         self.metadata = {name: read_metadata(folder) for name, folder in self.adapters.items()}
         self.letter_ids = letter_token_ids(tokenizer, len(prompts.LETTERS))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._bias: dict[tuple[str, int], np.ndarray] = {}
+        self._bias: dict[tuple[str, str, int], np.ndarray] = {}  # (adapter, task, n) -> (n,)
         for name, meta in self.metadata.items():
             if meta.get("letter_bias"):
-                self._bias[(name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
+                self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
 
     @property
     def device(self) -> torch.device:
@@ -407,11 +408,11 @@ class LetterRanker:
         """Mean logit of each letter on content-free prompts (0 unless ``config.calibrate``)."""
         if not self.config.calibrate:
             return 0.0
-        if (name, n) not in self._bias:
+        if (name, task, n) not in self._bias:  # not stored with the adapter: measure it once
             prompt = prompts.content_free(task, n)
-            with torch.inference_mode():
-                self._bias[(name, n)] = self._letter_logits(prompt.prefix, [prompt.suffix], [name], n)[0]
-        return self._bias[(name, n)]
+            logits = self._letter_logits(prompt.prefix, [prompt.suffix], [name], n)[0]
+            self._bias[(name, task, n)] = logits - logits.mean()
+        return self._bias[(name, task, n)]
 
     @torch.inference_mode()
     def generate_ranking(

@@ -178,6 +178,19 @@ def test_calibration_subtracts_content_free_logits(tiny_model, smol_tokenizer, t
     bias = cal.letter_bias(llm.BASE, "pos", len(CANDIDATES))
     order = raw.prompt_order(CANDIDATES)
     np.testing.assert_allclose(pos_cal[order], pos_raw[order] - bias, atol=1e-5)
+    assert abs(float(np.mean(bias))) < 1e-5  # centred: only the differences between letters matter
+
+
+def test_calibration_uses_the_bias_stored_with_the_adapter(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    stored = np.linspace(-1, 1, len(CANDIDATES)).round(4)
+    meta = lora_dirs["pos"] / llm.METADATA_FILE
+    meta.write_text(json.dumps({"template_version": prompts.TEMPLATE_VERSION, "letter_bias": stored.tolist()}))
+    cal = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(calibrate=True))
+    pos_cal, _ = cal.score(LIKES, DISLIKES, CANDIDATES)
+    cal.config = llm.RankerConfig(calibrate=False)
+    pos_raw, _ = cal.score(LIKES, DISLIKES, CANDIDATES)
+    order = cal.prompt_order(CANDIDATES)
+    np.testing.assert_allclose(pos_cal[order], pos_raw[order] - stored, atol=1e-5)
 
 
 def test_missing_adapter_raises_clear_error(tiny_model, smol_tokenizer, toy_catalog, tmp_path):
