@@ -30,7 +30,13 @@ from study.flow import StudyEnv
 from webapp.demo import KIOSK_CSS, build_demo_app
 from webapp.privacy_ui import render_privacy_tab, setup_privacy_events
 from webapp.services import LOADING, UNAVAILABLE, Services, attach_ranker, attach_text, services_from_parts
-from webapp.study_ui import STUDY_CSS, STUDY_TAB, render_study_tab, setup_study_events
+from webapp.study_ui import (
+    STUDY_CSS,
+    STUDY_TAB,
+    participant_browser_state,
+    render_study_tab,
+    setup_study_events,
+)
 from webapp.ui import render_page, setup_events
 
 log = logging.getLogger("app")
@@ -120,11 +126,12 @@ def build_app(services: Services, settings: Settings, secret: str | None = None)
         return build_demo_app(services, settings, secret)
     env = StudyEnv(services, settings, load_studies(settings.studies_dir))
     with gr.Blocks(title="Movie night — a recommender that learns from 👍 and 👎") as demo:
+        participant = participant_browser_state(secret)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Movies", id="movies"):
                 page = render_page(services, settings, secret)
             with gr.Tab("Study", id=STUDY_TAB):
-                study = render_study_tab(secret)
+                study = render_study_tab(participant)
             with gr.Tab("My data", id="my-data"):
                 privacy = render_privacy_tab()
         setup_events(demo, services, settings, page)

@@ -207,10 +207,14 @@ def _render_researcher() -> dict[str, Any]:
     return parts
 
 
-def render_study_tab(browser_secret: str) -> StudyTab:
-    state = gr.State(StudyState())
-    browser = gr.BrowserState("", storage_key=PARTICIPANT_KEY, secret=browser_secret)
-    return StudyTab(state=state, browser=browser, **_render_participant(), **_render_researcher())
+def participant_browser_state(browser_secret: str) -> gr.BrowserState:
+    """Where the browser keeps the participant's id, so a reload resumes the study. Render it outside the
+    tabs: a tab's contents mount only when the tab is shown, and page load must read it at once."""
+    return gr.BrowserState("", storage_key=PARTICIPANT_KEY, secret=browser_secret)
+
+
+def render_study_tab(browser: gr.BrowserState) -> StudyTab:
+    return StudyTab(state=gr.State(StudyState()), browser=browser, **_render_participant(), **_render_researcher())
 
 
 # ------------------------------------------------------------------------------------------ updates
