@@ -18,7 +18,8 @@ Leave-one-out next-item NDCG cannot show what a 👎 buys, so this replays sessi
    people (warm start). LLM conditions are skipped, with a log line, when the adapters are absent.
 
 Command: ``python -m recsys.simulate --dataset ml-100k --users 200 --rounds 5`` (all users when CUDA is
-present). Writes runs/sim/<dataset>.json and .md; ``--plot A.json B.json`` draws docs/sim_rounds.png.
+present). Writes runs/sim/<dataset>.json and .md; ``--plot A.json B.json`` draws docs/sim_rounds.png
+(and rewrites A.md, B.md from the saved runs).
 Not for: leave-one-out tables (evaluate.py, rerank_eval.py).
 """
 
@@ -328,7 +329,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--plot", type=Path, nargs="+", default=None, help="only draw the plot from these result JSONs")
+    p.add_argument("--plot", type=Path, nargs="+", default=None, help="only redraw: the plot from these result JSONs and their .md tables")
     p.add_argument("--plot-out", type=Path, default=Path("docs/sim_rounds.png"))
     return p
 
@@ -358,7 +359,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cli = make_parser().parse_args()
-    if cli.plot:
-        report.plot_rounds([json.loads(p.read_text()) for p in cli.plot], cli.plot_out)
+    if cli.plot:  # redraw from saved runs: the plot, and each run's markdown beside its JSON
+        saved = [json.loads(p.read_text()) for p in cli.plot]
+        report.plot_rounds(saved, cli.plot_out)
+        for path, result in zip(cli.plot, saved, strict=True):
+            path.with_suffix(".md").write_text(report.markdown(result) + "\n")
     else:
         main(config_from_args(cli), cli.tag, cli.threads)

@@ -85,8 +85,10 @@ def burst_table(result: Mapping[str, Any]) -> list[str]:
         after = _arrays(result, "burst", cond)["genre_share"]
         keep = ~np.isnan(after[:, 0])
         warm = result["per_user"].get("warm", {})
-        before = _arrays(result, "warm", cond)["genre_share"][keep] if cond in warm else None
-        cells = [cond] + [("–" if before is None else _cell(before[:, r])) for r in shown]
+        ref = cond if cond in warm else BASELINE  # burst-only conditions: against SASRec without the burst
+        before = _arrays(result, "warm", ref)["genre_share"][keep] if ref in warm else None
+        cells = [cond] + [("–" if before is None else _cell(before[:, r]) + ("" if ref == cond else " (SASRec)"))
+                          for r in shown]
         cells += [_cell(after[keep, r]) for r in shown]
         cells.append("–" if before is None else
                      paired_delta(after[keep, :r3].mean(1), before[:, :r3].mean(1), relative=False))
