@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from settings import Settings
-from storage.models import ChatSession, Impression, ImpressionItem, StudyParticipant, User, utcnow
+from storage.models import ChatSession, Impression, ImpressionItem, StudyParticipant, utcnow
 from storage.repository import (
     ImpressionRow,
     add_message,
@@ -161,31 +161,27 @@ def give_consent(env: StudyEnv, state: StudyState, agreed: bool) -> Result:
     if not agreed:
         return StudyState(), Screen("declined", study.title, "You have not joined the study. Nothing about you was stored.")
     with env.services.sessions.begin() as s:
-        participant = _enrol(s, study)
+        participant, public_id = _enrol(s, study)
         participant.step = 1
-        public_id = participant_public_id(s, participant)
     log.info("study %s: participant at position %d joined", study.id, participant.position)
     return show(env, StudyState(study.id, public_id))
 
 
-def _enrol(s: Session, study: StudyConfig) -> StudyParticipant:
+def _enrol(s: Session, study: StudyConfig) -> tuple[StudyParticipant, str]:
+    """A new participant user (random public id, no name) at the study's next free position."""
     user = create_user(s, kind="participant")
     start_session(s, user_id=user.id, mode=STUDY_MODE)  # consent, demographics and end questions
     for _ in range(JOIN_RETRIES):
         position = next_study_position(s, study_id=study.id)
         try:
-            return add_study_participant(
+            participant = add_study_participant(
                 s, user_id=user.id, study_id=study.id, study_version=study.version, position=position,
                 conditions=order_for(position, study.condition_names),
             )
+            return participant, user.public_id
         except IntegrityError:  # a concurrent join took this row (PostgreSQL); take the next one
             continue
     raise RuntimeError(f"could not enrol in study {study.id}: too many concurrent joins")
-
-
-def participant_public_id(s: Session, participant: StudyParticipant) -> str:
-    user = s.get(User, participant.user_id)
-    return user.public_id if user is not None else ""
 
 
 # ------------------------------------------------------------------------------------------ showing
