@@ -134,15 +134,19 @@ def adapter_users(adapters_dir: Path, split: Split) -> tuple[set[int], str]:
     if not metas:
         return set(), "no adapter metadata"
     users: set[int] = set()
+    notes = []
     for meta in metas:
         if "train_users" in meta:
             users |= {int(u) for u in meta["train_users"]} | {int(u) for u in meta.get("val_users", [])}
+            notes.append(f"{meta.get('task', '?')}: listed in metadata")
         elif meta.get("dataset") != split.name:
-            continue  # other people entirely
-        else:
+            notes.append(f"{meta.get('task', '?')}: trained on {meta.get('dataset', '?')}, other people")
+        elif {"seed", "user_fraction", "val_users"} <= set(meta.get("config", {})):
             users |= reconstructed_adapter_users(meta["config"], split)
-    how = "reconstructed from the adapters' metadata (dataset, seed, user fraction)"
-    return users, how if users else f"adapters trained on {', '.join({m.get('dataset', '?') for m in metas})}"
+            notes.append(f"{meta.get('task', '?')}: reconstructed from metadata (seed, user fraction)")
+        else:
+            notes.append(f"{meta.get('task', '?')}: users unknown, OVERLAP POSSIBLE")
+    return users, "; ".join(notes)
 
 
 def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[int]:

@@ -253,6 +253,9 @@ def test_people_exclude_adapter_training_users(tmp_path):
     train, val = split_users(split, FinetuneConfig(**config))
     excluded, how = adapter_users(tmp_path, split)
     assert excluded == {int(split.user_ids[u]) for u in (*train, *val)} and len(excluded) == 15 and "reconstructed" in how
+    (tmp_path / "pos" / "metadata.json").write_text(json.dumps({"dataset": "toy", "config": {}}))
+    assert adapter_users(tmp_path, split)[0] == set() and "OVERLAP POSSIBLE" in adapter_users(tmp_path, split)[1]
+    (tmp_path / "pos" / "metadata.json").write_text(json.dumps({"dataset": "toy", "config": config}))
     test, validation = choose_users(rating_split(split), excluded, n_test=10, n_val=5, seed=0)
     assert len(test) == 10 and len(validation) == 5 and not set(test) & set(validation)
     assert not {int(split.user_ids[u]) for u in (*test, *validation)} & excluded
