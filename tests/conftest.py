@@ -1,9 +1,16 @@
-"""Shared fixtures: a toy catalog with known genres, and a fresh SQLite file per test."""
+"""Shared fixtures: a toy catalog with known genres, and a fresh database per test: a SQLite file, or a
+fresh PostgreSQL database on the server DATABASE_URL names (scripts/with_postgres.sh sets it)."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+
 import pandas as pd
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from recsys.catalog import Catalog
 
@@ -46,7 +53,30 @@ def toy_catalog(toy_items) -> Catalog:
     return Catalog(toy_items)
 
 
+def server_url() -> str | None:
+    """DATABASE_URL when it names a database server (not SQLite); tests then run against that server."""
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url and not url.startswith("sqlite") else None
+
+
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    """A fresh SQLite file per test (never :memory:, which is not shared across Gradio's threads)."""
-    return f"sqlite:///{tmp_path / 'test.db'}"
+def db_url(tmp_path) -> Iterator[str]:
+    """A fresh SQLite file per test (never :memory:, which is not shared across Gradio's threads), or a
+    fresh database created on the DATABASE_URL server and dropped after the test."""
+    url = server_url()
+    if url is None:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+sqlite_only = pytest.mark.skipif(server_url() is not None, reason="SQLite-specific (DATABASE_URL names a server)")
