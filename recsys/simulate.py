@@ -32,7 +32,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +82,7 @@ class SimConfig:
     seed: int = 42  # SASRec training and the user sample
     p_unknown_dislike: float = 0.0
     alphas: tuple[float, ...] = ALPHAS
+    bound_alphas: tuple[float, ...] = (DEFAULT_ALPHA,)  # the oracle rows
     scenarios: tuple[str, ...] = SCENARIOS
     llm: bool = True
     adapters_dir: Path = Path("assets/adapters")
@@ -218,7 +219,8 @@ def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: Perso
 
 
 def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int], llm: PreferenceRanker | None,
-               emb: PreferenceRanker, alphas: Mapping[str, float]) -> list[Condition]:
+               emb: PreferenceRanker, alphas: Mapping[str, float], bound_alphas: Sequence[float] = (DEFAULT_ALPHA,),
+               ) -> list[Condition]:
     """Every condition of the run, in table order (see the module docstring). A validation-chosen α equal
     to the default is not run twice: the default row says so."""
     rec = lambda ranker: Recommender(catalog, retriever, ranker)  # noqa: E731 - one-line factory
@@ -227,10 +229,10 @@ def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int],
         Condition("most-popular", Recommender(catalog, PopularRetriever(popular)), use_llm=False),
         Condition("SASRec", rec(None), use_llm=False),
         *fused_pair("SASRec + emb-neg", rec(emb), alphas["emb"]),
-        Condition(f"SASRec + oracle-neg (α={DEFAULT_ALPHA}, bound)", rec(None), DEFAULT_ALPHA,
-                  ranker_for=lambda person: OracleNegRanker(person.heldout)),
-        Condition(f"SASRec + genre-oracle-neg (α={DEFAULT_ALPHA}, bound)", rec(None), DEFAULT_ALPHA,
-                  ranker_for=lambda person: GenreOracleNegRanker(genres, person.burst_genre), only="burst"),
+        *(Condition(f"SASRec + oracle-neg (α={a}, bound)", rec(None), a,
+                    ranker_for=lambda person: OracleNegRanker(person.heldout)) for a in bound_alphas),
+        *(Condition(f"SASRec + genre-oracle-neg (α={a}, bound)", rec(None), a, only="burst",
+                    ranker_for=lambda person: GenreOracleNegRanker(genres, person.burst_genre)) for a in bound_alphas),
     ]
     if llm is not None:
         out += [
@@ -274,7 +276,7 @@ def run(cfg: SimConfig) -> dict[str, Any]:
     if llm is not None:
         alphas["llm"], grids["llm"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, llm), a),
                                                    val_people, genres, pcfg, cfg, "LLM pos+neg")
-    conds = conditions(catalog, retriever, popular, llm, emb, alphas)
+    conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas)
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for scenario in cfg.scenarios:
         people = make_people(rs, test, scenario, sasrec, popular, genres, pcfg, cfg.k)
@@ -325,7 +327,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=d.k)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--p-unknown-dislike", type=float, default=d.p_unknown_dislike)
-    p.add_argument("--alphas", type=float, nargs="+", default=list(d.alphas))
+    p.add_argument("--alphas", type=float, nargs="+", default=list(d.alphas), help="validation grid")
+    p.add_argument("--bound-alphas", type=float, nargs="+", default=list(d.bound_alphas), help="α of the oracle rows")
     p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(d.scenarios))
     p.add_argument("--no-llm", action="store_true")
     p.add_argument("--adapters-dir", type=Path, default=d.adapters_dir)
@@ -356,6 +359,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     users = args.users if args.users is not None else (None if torch.cuda.is_available() else 200)
     return replace(SimConfig(), dataset=args.dataset, users=users, val_users=args.val_users, rounds=args.rounds,
                    k=args.k, seed=args.seed, p_unknown_dislike=args.p_unknown_dislike, alphas=tuple(args.alphas),
+                   bound_alphas=tuple(args.bound_alphas),
                    scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
                    out_dir=args.out_dir, device=args.device)
 
