@@ -1,0 +1,118 @@
+"""Contract test of recsys/vllm_backend.py against a stand-in for vLLM's OpenAI-compatible server.
+
+The stand-in (http.server on 127.0.0.1 in a thread) checks each request's shape (POST /v1/completions,
+model "pos" or "neg", max_tokens=1, logprobs) and answers with canned top log-probabilities that favour
+one movie per adapter, found by its title in the lettered list of the prompt. No vLLM, no model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recsys import prompts
+from recsys.vllm_backend import VLLMConfig, VLLMRanker, letter_scores, prompt_order
+from settings import Settings
+from tests.test_app_handlers import fake_services, last
+from webapp import handlers
+from webapp.views import notices_html
+
+FAVOURITE = {"pos": "Heat", "neg": "Alien"}  # what each stand-in adapter answers
+
+
+class StandIn(BaseHTTPRequestHandler):
+    """Answers /v1/completions like vLLM: one token, its top logprobs; records every request body."""
+
+    requests: list[dict[str, Any]] = []
+    fail = False
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append({"path": self.path, **body})
+        if self.fail:
+            self._send(500, {"error": "adapter not loaded"})
+            return
+        letters = dict(re.findall(r"^\((\w)\) (.+)$", body["prompt"], flags=re.MULTILINE))
+        best = next(letter for letter, title in letters.items() if title == FAVOURITE[body["model"]])
+        top = {best: -0.1, " " + best: -5.0, "B" if best != "B" else "C": -2.0, "(": -3.0}
+        top |= {letter: -4.0 - i * 0.1 for i, letter in enumerate(list(letters)[:5]) if letter not in top}
+        self._send(200, {"choices": [{"text": best, "logprobs": {"tokens": [best], "top_logprobs": [top]}}]})
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    StandIn.requests, StandIn.fail = [], False
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_letter_scores_take_the_best_spelling_and_floor_the_missing():
+    top = {"A": -1.0, " A": -0.5, "C": -3.0, "(": -2.0, "Z": -0.1}
+    assert letter_scores(top, 4).tolist() == pytest.approx([-0.5, -3.0, -3.0, -3.0])
+    assert np.isneginf(letter_scores({}, 3)).all()
+
+
+def test_requests_have_the_vllm_shape_and_the_shared_prompts(server, toy_catalog):
+    ranker = VLLMRanker(toy_catalog, VLLMConfig(base_url=server, api_key="k"))
+    candidates = [1, 3, 15, 9, 14, 6]
+    pos, neg = ranker.score([12, 13], [4], candidates)
+    assert [(r["path"], r["model"]) for r in sorted(StandIn.requests, key=lambda r: r["model"])] == [
+        ("/v1/completions", "neg"), ("/v1/completions", "pos")]
+    for r in StandIn.requests:
+        assert r["max_tokens"] == 1 and r["logprobs"] == 20 and r["temperature"] == 0.0
+        order = prompt_order(candidates, 0)
+        shown = [prompts.movie_text(toy_catalog[candidates[i]]) for i in order]
+        history = ["Blade Runner", "2001: A Space Odyssey"] if r["model"] == "pos" else ["Halloween"]
+        assert r["prompt"] == prompts.build(r["model"], history, shown).text
+    assert candidates[int(np.argmax(pos))] == 15 and candidates[int(np.argmax(neg))] == 1
+    assert pos.dtype == np.float32 and pos.shape == (len(candidates),)
+
+
+def test_a_side_without_history_sends_nothing(server, toy_catalog):
+    ranker = VLLMRanker(toy_catalog, VLLMConfig(base_url=server))
+    pos, neg = ranker.score([12], [], [1, 15, 3])
+    assert neg is None and pos is not None and [r["model"] for r in StandIn.requests] == ["pos"]
+    assert ranker.score([], [], [1, 2]) == (None, None) and len(StandIn.requests) == 1
+
+
+def test_same_candidate_order_as_the_in_process_ranker():
+    llm = pytest.importorskip("recsys.llm")
+    candidates = [25, 3, 17, 8, 1, 12, 19]
+    for seed in (0, 7):
+        me = SimpleNamespace(config=llm.RankerConfig(seed=seed))
+        assert prompt_order(candidates, seed).tolist() == llm.LetterRanker.prompt_order(me, candidates).tolist()
+
+
+def test_a_failing_server_leaves_retriever_order_with_the_notice(server, toy_catalog, db_url, tmp_path):
+    StandIn.fail = True
+    settings = Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache")
+    svc = fake_services(settings, toy_catalog, ranker=VLLMRanker(toy_catalog, VLLMConfig(base_url=server)))
+    view = handlers.start(svc, settings, None)
+    after = last(handlers.click(svc, settings, view.state, 1, "like", 0.6))
+    assert after.cards and "Preference models unavailable" in notices_html(after.notices)
+    assert StandIn.requests  # it did try
