@@ -203,7 +203,10 @@ def simulate(cond: Condition, people: list[tuple[Person, str | None]], genres: M
         session = run_session(cond, person, pcfg, rounds, k)
         per_person.append(session_metrics(session, person.heldout, genres, genre, k))
     names = next(m for m in per_person if m is not None).keys()
-    return {n: np.array([m[n] if m else [np.nan] * rounds for m in per_person], dtype=np.float64) for n in names}
+    out = {n: np.array([m[n] if m else [np.nan] * rounds for m in per_person], dtype=np.float64) for n in names}
+    if np.nansum(out["degraded"]) > 0:
+        log.warning("%s: the ranker failed on %d lists (served in retriever order)", desc, int(np.nansum(out["degraded"])))
+    return out
 
 
 def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: PersonConfig, cfg: SimConfig,

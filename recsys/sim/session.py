@@ -56,6 +56,7 @@ class Condition:
 class Round:
     shown: tuple[int, ...]
     answers: tuple[Answer, ...]
+    degraded: bool = False  # the ranker failed and the pipeline served the retriever's order
 
 
 def run_session(cond: Condition, person: Person, cfg: PersonConfig, rounds: int = 5, k: int = 10) -> list[Round]:
@@ -76,7 +77,7 @@ def run_session(cond: Condition, person: Person, cfg: PersonConfig, rounds: int 
             elif a == "dislike":
                 dislikes.insert(0, item)
         shown.extend(ids)
-        out.append(Round(tuple(ids), answers))
+        out.append(Round(tuple(ids), answers, rec.degraded))
     return out
 
 
@@ -89,7 +90,8 @@ def session_metrics(
 ) -> dict[str, list[float]]:
     """Per-round metrics of one session (see recsys.sim.metrics); cumulative counts run over rounds."""
     out: dict[str, list[float]] = {
-        "like_share": [], "dislike_share": [], "ndcg": [], "cum_liked": [], "cum_disliked": [], "genre_share": []
+        "like_share": [], "dislike_share": [], "ndcg": [], "cum_liked": [], "cum_disliked": [], "genre_share": [],
+        "degraded": [],
     }
     liked = disliked = 0
     for r in rounds:
@@ -101,6 +103,7 @@ def session_metrics(
         out["cum_liked"].append(float(liked))
         out["cum_disliked"].append(float(disliked))
         out["genre_share"].append(M.genre_share(r.shown, genres or {}, genre))
+        out["degraded"].append(float(r.degraded))
     return out
 
 
