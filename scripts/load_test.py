@@ -196,8 +196,8 @@ def check_database(db_url: str, people: list[Person]) -> dict[str, int]:
                 select(FeedbackEvent).where(FeedbackEvent.user_id == user.id, FeedbackEvent.kind != "undo")))
             acked = Counter(person.acked)
             lost += sum((acked - stored).values())
-            duplicated += sum(max(0, n - 1) for n in stored.values())
-            unexpected += sum((stored - acked).values()) - sum(max(0, n - 1) for n in stored.values())
+            duplicated += sum(n - 1 for n in stored.values() if n > 1)
+            unexpected += sum((Counter(set(stored)) - acked).values())
     engine.dispose()
     return {"acknowledged": sum(len(p.acked) for p in people), "lost": lost, "duplicated": duplicated,
             "unacknowledged_stored": unexpected}

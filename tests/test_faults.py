@@ -74,7 +74,8 @@ def stored_clicks(db_url: str, public_id: str) -> tuple[list[tuple[int, str]], s
     with make_sessionmaker(engine)() as s:
         user = s.scalars(select(User).where(User.public_id == public_id)).one()
         events = s.scalars(select(FeedbackEvent).where(FeedbackEvent.user_id == user.id).order_by(FeedbackEvent.id)).all()
-        integrity = s.connection().exec_driver_sql("PRAGMA integrity_check").scalar()
+        sqlite = engine.dialect.name == "sqlite"
+        integrity = s.connection().exec_driver_sql("PRAGMA integrity_check").scalar() if sqlite else "ok"
     engine.dispose()
     return [(e.item_id, e.kind) for e in events], integrity
 
