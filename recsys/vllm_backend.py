@@ -10,8 +10,8 @@ after "("). Letters missing from the top list get the lowest score returned (a t
 Log-probabilities differ from LetterRanker's logits by one constant per prompt, so the order is the same.
 
 Differences from recsys.llm.LetterRanker: the server tokenises prefix + suffix as one string (the
-in-process ranker tokenises them separately; with ChatML the boundary falls after a newline, where
-SmolLM2's tokenizer splits either way), and content-free calibration is not applied.
+in-process ranker tokenises them separately; the boundary falls after a newline, and the test suite
+checks with SmolLM2's tokenizer that both give the same ids), and content-free calibration is not applied.
 Not for: training, or serving the model (that is vLLM's job; see docs/SCALING.md).
 """
 

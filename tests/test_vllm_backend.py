@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -116,3 +117,19 @@ def test_a_failing_server_leaves_retriever_order_with_the_notice(server, toy_cat
     after = last(handlers.click(svc, settings, view.state, 1, "like", 0.6))
     assert after.cards and "Preference models unavailable" in notices_html(after.notices)
     assert StandIn.requests  # it did try
+
+
+TOKENIZER = Path(__file__).resolve().parents[1] / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1" / "tokenizer.json"
+
+
+@pytest.mark.skipif(not TOKENIZER.exists(), reason="the SmolLM2 tokenizer is unpacked into .cache by the first app start")
+def test_one_string_tokenises_like_prefix_plus_suffix(toy_catalog):
+    """vLLM tokenises the whole prompt; LetterRanker tokenises prefix and suffix apart: same ids."""
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer.from_file(str(TOKENIZER))
+    titles = [prompts.movie_text(m) for m in toy_catalog]
+    for task in ("pos", "neg"):
+        for start in range(0, 20, 5):
+            p = prompts.build(task, titles[start : start + 3], titles[start + 3 : start + 13])
+            apart = tok.encode(p.prefix, add_special_tokens=False).ids + tok.encode(p.suffix, add_special_tokens=False).ids
+            assert tok.encode(p.text, add_special_tokens=False).ids == apart
