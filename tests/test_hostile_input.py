@@ -5,7 +5,8 @@ clear assistant answer, be stored (truncated to handlers.MAX_STORED_CHARS at mos
 intact, come back escaped in every HTML fragment the page renders, and never turn free text into a
 recommended item unless it names a catalog title. Clicks: a double click stores one event, a click on a
 list that has since changed acts on the movie that list showed.
-Not for: the launched app (test_faults.py, test_app_client.py) or access control (test_security.py).
+The last two tests send the worst of it over HTTP through gradio_client to the app launched in-process.
+Not for: crashes (test_faults.py) or access control (test_security.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import re
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 from sqlalchemy import func, inspect, select
 
+import app
 from settings import Settings
 from storage.models import FeedbackEvent, Message
 from storage.repository import current_preferences
 from tests.fakes import FakeRanker
+from tests.test_app_client import free_port
 from tests.test_app_handlers import fake_services, ids, last
 from webapp import handlers
 from webapp.flow import View
@@ -150,3 +154,40 @@ def test_click_on_a_changed_list_acts_on_the_movie_shown(svc, settings):
     last(handlers.click(svc, settings, view.state, 5, "like", 0.6))  # the old tab still shows the old list
     with svc.sessions() as s:
         assert current_preferences(s, user_id=view.state.user_id).likes == (shown_fifth,)
+
+
+# ------------------------------------------------------------------------------------------ over HTTP
+
+
+@pytest.fixture
+def api(settings, toy_catalog):
+    """The app launched in-process on a free loopback port, and a gradio_client for it."""
+    services = fake_services(settings, toy_catalog, ranker=FakeRanker(toy_catalog))
+    demo = app.build_app(services, settings, secret="test-secret").queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
+    try:
+        yield services, Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_hostile_messages_over_the_api(api):
+    services, client = api
+    client.predict("", api_name="/start")
+    for text in ("<script>alert(1)</script>", "x" * 100_000, "'; DROP TABLE users; --", ""):
+        out = client.predict(text, 0.6, api_name="/send")
+        assert out[0] == ""  # the message box is cleared
+        assert "<script" not in str(out)
+    with services.sessions() as s:
+        stored = [m.text for m in s.scalars(select(Message).where(Message.role == "user").order_by(Message.id))]
+    assert stored == ["<script>alert(1)</script>", "x" * handlers.MAX_STORED_CHARS, "'; DROP TABLE users; --", ""]
+
+
+def test_simultaneous_double_click_over_the_api_is_one_event(api):
+    services, client = api
+    client.predict("", api_name="/start")
+    jobs = [client.submit(2, "like", 0.6, api_name="/feedback") for _ in range(3)]
+    for job in jobs:
+        job.result(timeout=60)
+    with services.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(FeedbackEvent)) == 1
