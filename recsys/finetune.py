@@ -38,7 +38,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,25 +222,24 @@ def texts(catalog: Catalog, item_ids: Sequence[int], show_year: bool) -> list[st
     return [prompts.movie_text(catalog[i], show_year) for i in item_ids]
 
 
-def example_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
-                   letter_ids: Sequence[int]) -> list[torch.Tensor]:
-    """Letter logits (1, n) in fp32 per query: the shared prefix once, each suffix with its adapter.
+def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
+                 letter_ids: Sequence[int]) -> Iterator[tuple[Query, torch.Tensor]]:
+    """(query, letter logits (1, n) in fp32) per query: the shared prefix once, each suffix with its adapter.
 
-    The inference computation, with grad through the suffixes. With several adapters the model must be
-    a PeftModel holding one adapter per task.
+    The inference computation, with grad through the suffixes. A generator, so that the caller can run
+    each query's backward before the next query switches the active adapter (peft's set_adapter()
+    freezes the inactive one). With several tasks the model holds one adapter per task.
     """
     prefix = llm.encode(tokenizer, prompts.candidate_prefix(texts(catalog, ex.candidates, cfg.show_year)))
     cache = llm.prefix_cache(model, prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = []
     for q in ex.queries:
         if len(cfg.tasks) > 1:
             model.set_adapter(q.task)
         suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, texts(catalog, q.history, cfg.show_year)))
         run_cache = copy.deepcopy(cache) if len(ex.queries) > 1 else cache  # suffix_hidden extends it
         hidden = llm.suffix_hidden(model, run_cache, len(prefix), [suffix], pad)  # (1, d)
-        out.append(llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)]))
-    return out
+        yield q, llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
 
 
 def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
@@ -269,7 +268,7 @@ def evaluate(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Ex
     losses: dict[str, list[float]] = {t: [] for t in cfg.tasks}
     hits: dict[str, list[float]] = {t: [] for t in cfg.tasks}
     for ex in examples:
-        for q, logits in zip(ex.queries, example_logits(model, tokenizer, catalog, ex, cfg, letter_ids), strict=True):
+        for q, logits in query_logits(model, tokenizer, catalog, ex, cfg, letter_ids):
             losses[q.task].append(F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)).item())
             hits[q.task].append(float(logits.argmax(-1).item() == q.target))
     model.train(was_training)
@@ -407,7 +406,7 @@ def train_step(model: Any, tokenizer: Any, catalog: Catalog, batch: Sequence[Exa
     n_queries = sum(len(ex.queries) for ex in batch)
     total = 0.0
     for ex in batch:
-        for q, logits in zip(ex.queries, example_logits(model, tokenizer, catalog, ex, cfg, letter_ids), strict=True):
+        for q, logits in query_logits(model, tokenizer, catalog, ex, cfg, letter_ids):
             loss = F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)) / n_queries
             loss.backward()  # frees this query's graph before the next one is built
             total += loss.item()

@@ -110,21 +110,25 @@ def test_one_tiny_epoch_and_adapter_round_trip(toy_split, toy_catalog, smol_toke
     pos, neg = ranker.score(list(likes), list(dislikes), list(ex.candidates))
     order = ranker.prompt_order(list(ex.candidates))
     shown = finetune.Example(tuple(ex.candidates[i] for i in order), ex.queries)  # targets unused here
-    logits = finetune.example_logits(ranker.model, smol_tokenizer, toy_catalog, shown, cfg, letter_ids)
+    logits = [lg for _, lg in finetune.query_logits(ranker.model, smol_tokenizer, toy_catalog, shown, cfg, letter_ids)]
     np.testing.assert_allclose(pos[order], logits[0][0].detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(neg[order], logits[1][0].detach().numpy(), atol=1e-5)
 
 
-def test_tiny_overfit_lowers_the_loss(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
-    cfg = tiny_config(tmp_path, task="pos", lr=3e-2, batch_size=4, epochs=12, eval_every=1000, lora_dropout=0.0)
+@pytest.mark.parametrize("task", ["pos", "both"])
+def test_tiny_overfit_lowers_the_loss(toy_split, toy_catalog, smol_tokenizer, tmp_path, task):  # noqa: F811
+    """Both adapters learn in a joint run (a regression test: switching adapters between a query's
+    forward and backward once froze the "pos" adapter, whose loss then never moved)."""
+    cfg = tiny_config(tmp_path, task=task, lr=3e-2, batch_size=4, epochs=12, eval_every=1000, lora_dropout=0.0)
     users, _ = finetune.split_users(toy_split, cfg)
     examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:4]
     _, state = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
                                       examples, examples, cfg)
     assert state.step == 12
     assert state.train_losses[-1] < 0.5 * state.train_losses[0]
-    assert state.evals[-1]["pos_loss"] < 0.5 * state.evals[0]["pos_loss"]
-    assert state.evals[-1]["pos_accuracy"] >= 0.75
+    for t in cfg.tasks:
+        assert state.evals[-1][f"{t}_loss"] < 0.5 * state.evals[0][f"{t}_loss"]
+        assert state.evals[-1][f"{t}_accuracy"] >= 0.75
 
 
 def test_training_resumes_from_its_checkpoint(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
