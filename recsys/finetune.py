@@ -87,6 +87,7 @@ class FinetuneConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_layers: tuple[int, ...] | None = None  # None: every layer; the top layers only: a cheaper backward
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
     eval_every: int = 50  # optimiser steps between validations
     checkpoint_every: int = 10
@@ -251,6 +252,7 @@ def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+        layers_to_transform=list(cfg.lora_layers) if cfg.lora_layers is not None else None,
     )
     first, *rest = cfg.tasks
     peft_model = get_peft_model(model, lora, adapter_name=first)
@@ -523,6 +525,7 @@ def make_parser() -> argparse.ArgumentParser:
                  "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
+    p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
     p.add_argument("--device", default=d.device)
     return p
 
@@ -531,4 +534,5 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = vars(make_parser().parse_args())
     sasrec = args.pop("sasrec_dir")
-    main(replace(FinetuneConfig(), **{**args, "target_modules": tuple(args["target_modules"])}), sasrec)
+    layers = args.pop("lora_layers")
+    main(replace(FinetuneConfig(), **{**args, "target_modules": tuple(args["target_modules"]), "lora_layers": tuple(layers) if layers else None}), sasrec)
