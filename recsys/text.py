@@ -8,13 +8,13 @@ Not for: ranking against likes/dislikes (llm.py).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from recsys.catalog import Catalog
+from recsys.packages import package_dir
 from recsys.protocols import TextEncoder
 
 
@@ -22,11 +22,7 @@ def resolve_model_path(spec: str) -> str:
     """'package:<name>' -> the model folder shipped inside that PyPI package; else an HF id or a path."""
     if not spec.startswith("package:"):
         return spec
-    name = spec.removeprefix("package:")
-    found = importlib.util.find_spec(name)
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(f"package {name!r} is not installed (see requirements-nodeps.txt)")
-    folder = Path(next(iter(found.submodule_search_locations)))
+    folder = package_dir(spec.removeprefix("package:"))
     return str(folder / "model") if (folder / "model").is_dir() else str(folder)
 
 
