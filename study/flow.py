@@ -199,15 +199,25 @@ def _participant(s: Session, state: StudyState) -> tuple[StudyParticipant, int] 
     return participant, participant.user_id
 
 
+def _whereabouts(env: StudyEnv, state: StudyState) -> tuple[StudyConfig, int, int, list[str]] | None:
+    """(study, user id, current step, condition order) of the participant in ``state``; None if unknown."""
+    study = env.studies.get(state.study_id)
+    if study is None:
+        return None
+    with env.services.sessions.begin() as s:
+        found = _participant(s, state)
+        if found is None:
+            return None
+        participant, user_id = found
+        return study, user_id, participant.step, list(participant.conditions)
+
+
 def show(env: StudyEnv, state: StudyState, error: str = "") -> Result:
     """The screen of the participant's current step (a task step gets its list, made if need be)."""
-    study = env.studies.get(state.study_id)
-    with env.services.sessions.begin() as s:
-        found = _participant(s, state) if study is not None else None
-        if found is None or study is None:
-            return StudyState(), JOIN_SCREEN
-        participant, user_id = found
-        step_index, order = participant.step, list(participant.conditions)
+    where = _whereabouts(env, state)
+    if where is None:
+        return StudyState(), JOIN_SCREEN
+    study, user_id, step_index, order = where
     step = schedule(study)[step_index]
     state = replace(state, step=step_index)
     if step.kind == "task":
@@ -311,13 +321,10 @@ def _cards(services: Services, items: Sequence[ImpressionItem]) -> tuple[StudyCa
 
 def ask_for(env: StudyEnv, state: StudyState, text: str) -> Result:
     """On a task step: the participant says what they are looking for; a new list replaces the unrated one."""
-    study = env.studies.get(state.study_id)
-    with env.services.sessions.begin() as s:
-        found = _participant(s, state) if study is not None else None
-        if found is None or study is None:
-            return StudyState(), JOIN_SCREEN
-        participant, user_id = found
-        step_index, order = participant.step, list(participant.conditions)
+    where = _whereabouts(env, state)
+    if where is None:
+        return StudyState(), JOIN_SCREEN
+    study, user_id, step_index, order = where
     step = schedule(study)[step_index]
     if step.kind != "task" or step_index != state.step:
         return show(env, state)
