@@ -12,6 +12,7 @@ Not for: crashes (test_faults.py) or access control (test_security.py).
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -183,9 +184,20 @@ def test_hostile_messages_over_the_api(api):
     assert stored == ["<script>alert(1)</script>", "x" * handlers.MAX_STORED_CHARS, "'; DROP TABLE users; --", ""]
 
 
-def test_simultaneous_double_click_over_the_api_is_one_event(api):
+def test_simultaneous_double_click_over_the_api_is_one_event(api, monkeypatch):
     services, client = api
     client.predict("", api_name="/start")
+    # Simultaneous means all three requests hold the same tab state (the same list): a request that
+    # only starts after the first one re-listed clicks rank 2 of the NEW list, a different movie, and
+    # rightly stores it. The barrier makes the three overlap on a slow machine too.
+    barrier = threading.Barrier(3, timeout=30)
+    real_click = handlers.click
+
+    def overlapping_click(*args, **kwargs):
+        barrier.wait()
+        yield from real_click(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "click", overlapping_click)
     jobs = [client.submit(2, "like", 0.6, api_name="/feedback") for _ in range(3)]
     for job in jobs:
         job.result(timeout=60)
