@@ -38,7 +38,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from recsys import llm, prompts
+from recsys import frozen, llm, prompts
 from recsys.catalog import Catalog
 from recsys.data import Split
 from recsys.protocols import Retriever
@@ -88,6 +88,8 @@ class FinetuneConfig:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     lora_layers: tuple[int, ...] | None = None  # None: every layer; the top layers only: a cheaper backward
+    # with lora_layers: run the frozen layers below them once per example, not once per epoch (recsys/frozen.py)
+    frozen_features: bool = True
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
     eval_every: int = 50  # optimiser steps between validations
     checkpoint_every: int = 10
@@ -261,21 +263,27 @@ def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
     return peft_model
 
 
+Scorer = Callable[[Any], Iterator[tuple[Query, torch.Tensor]]]  # one example -> (query, letter logits)
+
+
+def full_scorer(model: Any, tokenizer: Any, catalog: Catalog, cfg: FinetuneConfig, letter_ids: Sequence[int]) -> Scorer:
+    return lambda ex: query_logits(model, tokenizer, catalog, ex, cfg, letter_ids)
+
+
 @torch.no_grad()
-def evaluate(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Example], cfg: FinetuneConfig,
-             letter_ids: Sequence[int]) -> dict[str, float]:
+def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence[prompts.Task]) -> dict[str, float]:
     """Per task: mean cross-entropy and accuracy of the letter choice on ``examples`` (dropout off)."""
     was_training = model.training
     model.eval()
-    losses: dict[str, list[float]] = {t: [] for t in cfg.tasks}
-    hits: dict[str, list[float]] = {t: [] for t in cfg.tasks}
+    losses: dict[str, list[float]] = {t: [] for t in tasks}
+    hits: dict[str, list[float]] = {t: [] for t in tasks}
     for ex in examples:
-        for q, logits in query_logits(model, tokenizer, catalog, ex, cfg, letter_ids):
+        for q, logits in score(ex):
             losses[q.task].append(F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)).item())
             hits[q.task].append(float(logits.argmax(-1).item() == q.target))
     model.train(was_training)
-    out = {f"{t}_loss": float(np.mean(losses[t])) for t in cfg.tasks}
-    return out | {f"{t}_accuracy": float(np.mean(hits[t])) for t in cfg.tasks}
+    out = {f"{t}_loss": float(np.mean(losses[t])) for t in tasks}
+    return out | {f"{t}_accuracy": float(np.mean(hits[t])) for t in tasks}
 
 
 def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
@@ -376,21 +384,22 @@ def train_adapter(
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, tag) or state
         log.info("starting at step %d/%d", state.step, total)
+    score, train, val = scorer(model, tokenizer, catalog, train, val, cfg, letter_ids)
     if not state.evals:  # step 0 = the base model, zero-shot
-        state.evals.append({"step": 0, **evaluate(model, tokenizer, catalog, val, cfg, letter_ids)})
+        state.evals.append({"step": 0, **evaluate(model, score, val, cfg.tasks)})
     plan = batches(len(train), cfg, total)
     model.train()
     started = time.monotonic() - state.wall_s
     bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=f"LoRA {cfg.task}", mininterval=10)
     for step in bar:
-        state.train_losses.append(train_step(model, tokenizer, catalog, [train[i] for i in plan[step]], cfg, letter_ids))
+        state.train_losses.append(train_step(score, [train[i] for i in plan[step]]))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step, state.wall_s = step + 1, time.monotonic() - started
         out_of_time = cfg.max_minutes is not None and state.wall_s > 60 * cfg.max_minutes
         if state.step % cfg.eval_every == 0 or state.step == total or out_of_time:
-            state.evals.append({"step": state.step, **evaluate(model, tokenizer, catalog, val, cfg, letter_ids)})
+            state.evals.append({"step": state.step, **evaluate(model, score, val, cfg.tasks)})
             log.info("step %d: train %.3f, %s", state.step, np.mean(state.train_losses[-cfg.eval_every:]),
                      ", ".join(f"{k} {v:.3f}" for k, v in state.evals[-1].items() if k != "step"))
         if checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or state.step == total or out_of_time):
@@ -402,13 +411,24 @@ def train_adapter(
     return model.eval(), state
 
 
-def train_step(model: Any, tokenizer: Any, catalog: Catalog, batch: Sequence[Example], cfg: FinetuneConfig,
-               letter_ids: Sequence[int]) -> float:
+def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example], val: Sequence[Example],
+           cfg: FinetuneConfig, letter_ids: Sequence[int]) -> tuple[Scorer, Sequence[Any], Sequence[Any]]:
+    """The full computation, or (LoRA on the top layers only) the frozen-feature fast path with its inputs."""
+    if not (cfg.frozen_features and cfg.lora_layers):
+        return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
+    first = min(cfg.lora_layers)
+    log.info("precomputing the frozen layers below layer %d for %d + %d examples", first, len(train), len(val))
+    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)")
+    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)")
+    return (lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
+
+
+def train_step(score: Scorer, batch: Sequence[Any]) -> float:
     """Accumulate the mean cross-entropy over the batch's queries into the LoRA gradients; returns it."""
     n_queries = sum(len(ex.queries) for ex in batch)
     total = 0.0
     for ex in batch:
-        for q, logits in query_logits(model, tokenizer, catalog, ex, cfg, letter_ids):
+        for q, logits in score(ex):
             loss = F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)) / n_queries
             loss.backward()  # frees this query's graph before the next one is built
             total += loss.item()
@@ -526,6 +546,8 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
+    p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
+                   help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
     p.add_argument("--device", default=d.device)
     return p
 
