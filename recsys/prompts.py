@@ -13,6 +13,14 @@ The chat markup (ChatML, as SmolLM2 uses) is written out here rather than taken 
 chat template, because that template injects a default system prompt ("You are a helpful AI
 assistant named SmolLM...") that costs ~20 tokens per prompt and says nothing useful.
 
+Each candidate's letter comes AFTER its title ("Alien (C)", letters-v2), not before it as in
+LlamaRec ("(C) Alien", letters-v1). The candidate list runs through the base model, so the adapters
+cannot change how it is encoded; they can only change where the answer position looks. A letter
+token placed after its title has already read the title (causal attention), so "look at the letter
+whose title fits the person" is a pure attention change that LoRA on the suffix can learn. With the
+letter first, the letter's token knows nothing of its movie, and no v1 adapter ever beat the uniform
+guess on the 2-core CPU (docs/BENCHMARKS.md).
+
 Movies are shown by title only: a year costs 6 tokens in SmolLM2's vocabulary (" (", four digits,
 ")"; digits are single tokens), which would take a real prompt (10 liked movies, 20 candidates) from
 ~270 to ~450 tokens and double the ranking latency on a CPU.
@@ -32,7 +40,7 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATE_VERSION = "letters-v1"
+TEMPLATE_VERSION = "letters-v2"
 
 Task = Literal["pos", "neg"]
 
@@ -45,7 +53,7 @@ ASSISTANT_TURN = "<|im_start|>assistant\n"
 ANSWER_OPEN = "("  # the answer letter is the next token: "(" + "A" -> "(A"
 
 CANDIDATES_HEADER = "Movies:\n"
-CANDIDATE_LINE = "({letter}) {movie}\n"
+CANDIDATE_LINE = "{movie} ({letter})\n"  # the letter AFTER the title: see the module docstring
 HISTORY_HEADER: dict[Task, str] = {"pos": "I liked:\n", "neg": "I disliked:\n"}
 HISTORY_LINE = "{movie}\n"
 QUESTION: dict[Task, str] = {

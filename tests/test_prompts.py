@@ -11,9 +11,9 @@ from tests.test_llm import smol_tokenizer  # noqa: F401  (fixture)
 POS_GOLDEN = (
     "<|im_start|>user\n"
     "Movies:\n"
-    "(A) Toy Story\n"
-    "(B) Up\n"
-    "(C) Solaris\n"
+    "Toy Story (A)\n"
+    "Up (B)\n"
+    "Solaris (C)\n"
     "I liked:\n"
     "Alien\n"
     "Heat\n"
@@ -33,7 +33,7 @@ NEG_SUFFIX_GOLDEN = (
 def test_positive_prompt_golden():
     prompt = prompts.build("pos", ["Alien", "Heat"], ["Toy Story", "Up", "Solaris"])
     assert prompt.text == POS_GOLDEN
-    assert prompt.prefix == "<|im_start|>user\nMovies:\n(A) Toy Story\n(B) Up\n(C) Solaris\n"
+    assert prompt.prefix == "<|im_start|>user\nMovies:\nToy Story (A)\nUp (B)\nSolaris (C)\n"
 
 
 def test_negative_prompt_shares_the_prefix():
@@ -54,7 +54,7 @@ def test_content_free_and_list_prompts():
     assert cf.text == prompts.build("neg", ["N/A"] * 2, ["N/A"] * 3).text
     listed = prompts.list_prompt("pos", ["Alien"], ["Up", "Heat"], n=2)
     assert listed == (
-        "<|im_start|>user\nMovies:\n(A) Up\n(B) Heat\nI liked:\nAlien\n"
+        "<|im_start|>user\nMovies:\nUp (A)\nHeat (B)\nI liked:\nAlien\n"
         "List the 2 movies above I will like most, best first, one title per line.<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
