@@ -90,6 +90,9 @@ class FinetuneConfig:
     lora_layers: tuple[int, ...] | None = None  # None: every layer; the top layers only: a cheaper backward
     # with lora_layers: run the frozen layers below them once per example, not once per epoch (recsys/frozen.py)
     frozen_features: bool = True
+    # the adapters also run on the candidate list (per adapter at inference, not a shared base prefix):
+    # they can re-encode the candidates, which suffix-only adapters never learned to do (BENCHMARKS.md)
+    adapt_prefix: bool = True
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
     eval_every: int = 50  # optimiser steps between validations
     checkpoint_every: int = 10
@@ -234,12 +237,15 @@ def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg:
     freezes the inactive one). With several tasks the model holds one adapter per task.
     """
     prefix = llm.encode(tokenizer, prompts.candidate_prefix(texts(catalog, ex.candidates, cfg.show_year)))
-    cache = llm.prefix_cache(model, prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    cache = None if cfg.adapt_prefix else llm.prefix_cache(model, prefix)
     for q in ex.queries:
         if len(cfg.tasks) > 1:
             model.set_adapter(q.task)
         suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, texts(catalog, q.history, cfg.show_year)))
+        if cache is None:
+            yield q, llm.letter_logits(model, llm.full_hidden(model, [prefix + suffix], pad), letter_ids[: len(ex.candidates)])
+            continue
         run_cache = copy.deepcopy(cache) if len(ex.queries) > 1 else cache  # suffix_hidden extends it
         hidden = llm.suffix_hidden(model, run_cache, len(prefix), [suffix], pad)  # (1, d)
         yield q, llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
@@ -286,14 +292,15 @@ def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence
     return out | {f"{t}_accuracy": float(np.mean(hits[t])) for t in tasks}
 
 
-def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
+def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int,
+                      adapt_prefix: bool = True) -> list[float]:
     """Each letter's logit (centred) on a prompt whose movies are all 'N/A', with the active adapter."""
     prompt = prompts.content_free(task, n)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     with torch.no_grad():
         suffix = [llm.encode(tokenizer, prompt.suffix)]
-        hidden = llm.answer_hidden(model, llm.encode(tokenizer, prompt.prefix), suffix, pad)
+        hidden = llm.answer_hidden(model, llm.encode(tokenizer, prompt.prefix), suffix, pad, adapt_prefix=adapt_prefix)
         logits = llm.letter_logits(model, hidden, letter_ids[:n])[0]
     return [round(float(x), 4) for x in logits - logits.mean()]
 
@@ -418,8 +425,10 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
         return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
     first = min(cfg.lora_layers)
     log.info("precomputing the frozen layers below layer %d for %d + %d examples", first, len(train), len(val))
-    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)")
-    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)")
+    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, cfg.adapt_prefix,
+                                "frozen layers (train)")
+    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, cfg.adapt_prefix,
+                              "frozen layers (val)")
     return (lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
 
 
@@ -465,6 +474,7 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
     final, zero = state.evals[-1], state.evals[0]
     return {
         "task": task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
+        "adapts_prefix": cfg.adapt_prefix,
         "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
         "split": "leave-one-out; examples from split.train(u) only",
         "n_train_users": n_users[0], "n_val_users": n_users[1],
@@ -506,7 +516,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     metas = {}
     for task in cfg.tasks:
         model.set_adapter(task)
-        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates)
+        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates, cfg.adapt_prefix)
         metas[task] = metadata(cfg, task, state, (len(train_users), len(val_users)), (len(train), len(val)),
                                retriever_name, bias, describe_machine(model))
     save_adapters(model, cfg.out_dir, metas)
@@ -546,6 +556,8 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
+    p.add_argument("--adapt-prefix", action=argparse.BooleanOptionalAction, default=d.adapt_prefix,
+                   help="the adapters also encode the candidate list (else only the history and question)")
     p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
                    help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
     p.add_argument("--device", default=d.device)

@@ -36,12 +36,18 @@ class FrozenQuery:
 
 @dataclass(frozen=True)
 class FrozenExample:
-    """One example's fixed inputs to the trainable layers."""
+    """One example's fixed inputs to the trainable layers.
+
+    Shared-prefix adapters: the base model's prefix keys/values per layer from ``first``. Adapters that
+    also encode the prefix (``adapt_prefix``): the prefix entering layer ``first`` (the same for every
+    query, attention being causal), and the trainable layers run on prefix + suffix.
+    """
 
     n_candidates: int
     prefix_len: int
     prefix_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer from ``first``: (1, kv heads, P, hd)
     queries: tuple[FrozenQuery, ...]
+    prefix_hidden: torch.Tensor | None = None  # (1, P, d), adapt_prefix only
 
 
 class PrefixKV:
@@ -61,19 +67,24 @@ def decoder(model: Any) -> Any:
 
 @torch.no_grad()
 def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, show_year: bool,
-                   first: int) -> FrozenExample:
-    """The base model's prefix keys/values (layers >= first) and each suffix entering layer ``first``."""
+                   first: int, adapt_prefix: bool = False) -> FrozenExample:
+    """What the base model hands layer ``first`` for each of the example's queries (see FrozenExample)."""
     texts = [prompts.movie_text(catalog[i], show_year) for i in example.candidates]
     prefix = llm.encode(tokenizer, prompts.candidate_prefix(texts))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layers = decoder(model).layers
     captured: list[torch.Tensor] = []
     hook = layers[first].register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().clone()))
+    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+    prefix_hidden = None
     try:
         with llm.adapters_off(model):
             cache = llm.prefix_cache(model, prefix)
-            kv = tuple((cache.layers[i].keys.clone(), cache.layers[i].values.clone())
-                       for i in range(first, len(layers)))
+            if adapt_prefix:
+                prefix_hidden = captured.pop()
+            else:
+                kv = tuple((cache.layers[i].keys.clone(), cache.layers[i].values.clone())
+                           for i in range(first, len(layers)))
             queries = []
             for q in example.queries:
                 history = [prompts.movie_text(catalog[i], show_year) for i in q.history]
@@ -82,12 +93,12 @@ def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, s
                 queries.append(FrozenQuery(q, captured.pop()))
     finally:
         hook.remove()
-    return FrozenExample(len(example.candidates), len(prefix), kv, tuple(queries))
+    return FrozenExample(len(example.candidates), len(prefix), kv, tuple(queries), prefix_hidden)
 
 
 def precompute(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Any], show_year: bool,
-               first: int, desc: str = "frozen layers") -> list[FrozenExample]:
-    return [precompute_one(model, tokenizer, catalog, ex, show_year, first)
+               first: int, adapt_prefix: bool = False, desc: str = "frozen layers") -> list[FrozenExample]:
+    return [precompute_one(model, tokenizer, catalog, ex, show_year, first, adapt_prefix)
             for ex in tqdm(examples, desc=desc, mininterval=10)]
 
 
@@ -106,6 +117,14 @@ def query_logits(model: Any, example: FrozenExample, first: int, letter_ids: Seq
     for fq in example.queries:
         if n_tasks > 1:
             model.set_adapter(fq.query.task)
+        if example.prefix_hidden is not None:  # the whole prompt, causal, no cache
+            hidden = torch.cat([example.prefix_hidden, fq.hidden], dim=1)
+            positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+            rotary = dec.rotary_emb(hidden, positions)
+            for layer in dec.layers[first:]:
+                hidden = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary)
+            yield fq.query, llm.letter_logits(model, dec.norm(hidden)[:, -1], letter_ids[: example.n_candidates])
+            continue
         hidden = fq.hidden
         suffix_len = hidden.shape[1]
         positions = torch.arange(example.prefix_len, example.prefix_len + suffix_len, device=hidden.device)[None]

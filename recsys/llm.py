@@ -268,14 +268,33 @@ def suffix_hidden(
     return out.last_hidden_state[:, -1]  # post-norm final hidden state, (B, d)
 
 
+def full_hidden(
+    model: Any, sequences: Sequence[Sequence[int]], pad_id: int, adapter_names: Sequence[str] | None = None
+) -> torch.Tensor:
+    """Final hidden state at the last position of each whole sequence (left-padded batch) -> (B, d)."""
+    device = model.get_output_embeddings().weight.device
+    ids, mask, positions = suffix_batch(0, sequences, pad_id, device)
+    out = decoder_forward(model, adapter_names, input_ids=ids, attention_mask=mask, position_ids=positions)
+    return out.last_hidden_state[:, -1]
+
+
 def answer_hidden(
     model: Any,
     prefix_ids: Sequence[int],
     suffixes: Sequence[Sequence[int]],
     pad_id: int,
     adapter_names: Sequence[str] | None = None,
+    adapt_prefix: bool = False,
 ) -> torch.Tensor:
-    """The prefix once (base model), then every suffix as one batch -> (B, d). Grad flows through suffixes only."""
+    """-> (B, d) at each answer position.
+
+    Shared prefix (``adapt_prefix=False``): the prefix once through the base model, then every suffix
+    as one batch on its key/value cache; grad flows through the suffixes only. ``adapt_prefix=True``
+    (adapters trained with the candidate list inside them): each row is the whole prompt, prefix
+    included, under its own adapter.
+    """
+    if adapt_prefix:
+        return full_hidden(model, [[*prefix_ids, *s] for s in suffixes], pad_id, adapter_names)
     cache = prefix_cache(model, prefix_ids)
     if len(suffixes) > 1:
         cache.batch_repeat_interleave(len(suffixes))  # (1, heads, P, hd) -> (B, heads, P, hd) per layer
@@ -324,6 +343,8 @@ class LetterRanker:
             raise ValueError(f"adapters must include {ADAPTER_NAMES}; missing {sorted(missing)}")
         self.model = attach_adapters(model, self.adapters) if self.adapters else model.eval()
         self.metadata = {name: read_metadata(folder) for name, folder in self.adapters.items()}
+        # adapters trained on the whole prompt see the candidate list through themselves (not shared)
+        self.adapt_prefix = any(meta.get("adapts_prefix", False) for meta in self.metadata.values())
         self.letter_ids = letter_token_ids(tokenizer, len(prompts.LETTERS))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._bias: dict[tuple[str, str, int], np.ndarray] = {}  # (adapter, task, n) -> (n,)
@@ -393,7 +414,8 @@ class LetterRanker:
         suffix_ids = [encode(self.tokenizer, s) for s in suffixes]
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
-        hidden = answer_hidden(self.model, encode(self.tokenizer, prefix), suffix_ids, self.pad_id, adapter_names)
+        hidden = answer_hidden(self.model, encode(self.tokenizer, prefix), suffix_ids, self.pad_id, adapter_names,
+                               adapt_prefix=self.adapt_prefix)
         return letter_logits(self.model, hidden, self.letter_ids[:n]).cpu().numpy()
 
     def letter_bias(self, name: str, task: prompts.Task, n: int) -> np.ndarray | float:
