@@ -236,13 +236,14 @@ def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg:
     each query's backward before the next query switches the active adapter (peft's set_adapter()
     freezes the inactive one). With several tasks the model holds one adapter per task.
     """
-    prefix = llm.encode(tokenizer, prompts.candidate_prefix(texts(catalog, ex.candidates, cfg.show_year)))
+    shown = texts(catalog, ex.candidates, cfg.show_year)
+    prefix = llm.encode(tokenizer, prompts.PREFIX)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     cache = None if cfg.adapt_prefix else llm.prefix_cache(model, prefix)
     for q in ex.queries:
         if len(cfg.tasks) > 1:
             model.set_adapter(q.task)
-        suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, texts(catalog, q.history, cfg.show_year)))
+        suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, texts(catalog, q.history, cfg.show_year), shown))
         if cache is None:
             yield q, llm.letter_logits(model, llm.full_hidden(model, [prefix + suffix], pad), letter_ids[: len(ex.candidates)])
             continue

@@ -69,8 +69,8 @@ def decoder(model: Any) -> Any:
 def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, show_year: bool,
                    first: int, adapt_prefix: bool = False) -> FrozenExample:
     """What the base model hands layer ``first`` for each of the example's queries (see FrozenExample)."""
-    texts = [prompts.movie_text(catalog[i], show_year) for i in example.candidates]
-    prefix = llm.encode(tokenizer, prompts.candidate_prefix(texts))
+    shown = [prompts.movie_text(catalog[i], show_year) for i in example.candidates]
+    prefix = llm.encode(tokenizer, prompts.PREFIX)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layers = decoder(model).layers
     captured: list[torch.Tensor] = []
@@ -88,7 +88,7 @@ def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, s
             queries = []
             for q in example.queries:
                 history = [prompts.movie_text(catalog[i], show_year) for i in q.history]
-                suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, history))
+                suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, history, shown))
                 llm.suffix_hidden(model, copy.deepcopy(cache), len(prefix), [suffix], pad)
                 queries.append(FrozenQuery(q, captured.pop()))
     finally:

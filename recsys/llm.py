@@ -397,8 +397,9 @@ class LetterRanker:
         if not tasks or not candidates:
             return None, None
         order = self.prompt_order(candidates)
-        prefix = prompts.candidate_prefix(self.texts([candidates[i] for i in order]))
-        suffixes = [prompts.task_suffix(task, self.texts(history)) for task, history in tasks]
+        shown = self.texts([candidates[i] for i in order])
+        prefix = prompts.PREFIX
+        suffixes = [prompts.task_suffix(task, self.texts(history), shown) for task, history in tasks]
         names = [BASE if zero_shot else task for task, _ in tasks]
         logits = self._letter_logits(prefix, suffixes, names, len(candidates))  # (B, n), prompt order
         out: dict[str, np.ndarray] = {}

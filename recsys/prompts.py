@@ -4,22 +4,22 @@ Prompts are data: the constants below plus small pure functions that fill them i
 two strings, tokenised separately (never jointly, so the token boundary is the same in training and
 at inference):
 
-- ``prefix``: the lettered candidate list, identical for both tasks. The ranker runs it ONCE through
-  the base model (adapters off) and reuses its key/value cache for both adapters;
-- ``suffix``: the person's liked (or disliked) movies and the question, run with the task's adapter,
-  ending in an assistant turn that opens with "(" so that the next token is the answer letter.
+- ``prefix``: ``PREFIX``, the opening of the user turn, the same for every prompt;
+- ``suffix``: the person's liked (or disliked) movies, THEN the lettered candidates, the question,
+  and an assistant turn that opens with "(" so that the next token is the answer letter.
+
+History first, candidates after it, each candidate's letter after its title ("Alien (C)"): every
+candidate's letter token has then read both the person's movies and its own title (attention is
+causal), so "does this movie fit what they liked?" can be computed AT the letter, and the answer
+position only has to look for the best letter. The first templates put the shared candidate list
+first (letters-v1 "(C) Alien", v2 "Alien (C)") so that one base-model pass over it served both
+adapters; no adapter trained on them beat the uniform guess, and on a probe where the liked list
+CONTAINS the right answer, 6-layer adapters stayed at chance with v2 and reached 93% with this order
+in the same 60 steps (docs/BENCHMARKS.md). Each adapter therefore reads its whole prompt.
 
 The chat markup (ChatML, as SmolLM2 uses) is written out here rather than taken from the tokenizer's
 chat template, because that template injects a default system prompt ("You are a helpful AI
 assistant named SmolLM...") that costs ~20 tokens per prompt and says nothing useful.
-
-Each candidate's letter comes AFTER its title ("Alien (C)", letters-v2), not before it as in
-LlamaRec ("(C) Alien", letters-v1). The candidate list runs through the base model, so the adapters
-cannot change how it is encoded; they can only change where the answer position looks. A letter
-token placed after its title has already read the title (causal attention), so "look at the letter
-whose title fits the person" is a pure attention change that LoRA on the suffix can learn. With the
-letter first, the letter's token knows nothing of its movie, and no v1 adapter ever beat the uniform
-guess on the 2-core CPU (docs/BENCHMARKS.md).
 
 Movies are shown by title only: a year costs 6 tokens in SmolLM2's vocabulary (" (", four digits,
 ")"; digits are single tokens), which would take a real prompt (10 liked movies, 20 candidates) from
@@ -40,7 +40,7 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATE_VERSION = "letters-v2"
+TEMPLATE_VERSION = "letters-v3"
 
 Task = Literal["pos", "neg"]
 
@@ -54,6 +54,7 @@ ANSWER_OPEN = "("  # the answer letter is the next token: "(" + "A" -> "(A"
 
 CANDIDATES_HEADER = "Movies:\n"
 CANDIDATE_LINE = "{movie} ({letter})\n"  # the letter AFTER the title: see the module docstring
+PREFIX = USER_TURN  # what every prompt starts with
 HISTORY_HEADER: dict[Task, str] = {"pos": "I liked:\n", "neg": "I disliked:\n"}
 HISTORY_LINE = "{movie}\n"
 QUESTION: dict[Task, str] = {
@@ -96,10 +97,10 @@ def letters(n: int) -> str:
     return LETTERS[:n]
 
 
-def candidate_prefix(candidates: Sequence[str]) -> str:
-    """The shared part: the opening of the user turn and the lettered candidate list."""
+def candidate_block(candidates: Sequence[str]) -> str:
+    """'Movies:' and one lettered line per candidate, in prompt order."""
     lines = (CANDIDATE_LINE.format(letter=c, movie=m) for c, m in zip(letters(len(candidates)), candidates, strict=True))
-    return USER_TURN + CANDIDATES_HEADER + "".join(lines)
+    return CANDIDATES_HEADER + "".join(lines)
 
 
 def history_block(task: Task, history: Sequence[str]) -> str:
@@ -107,14 +108,15 @@ def history_block(task: Task, history: Sequence[str]) -> str:
     return HISTORY_HEADER[task] + "".join(HISTORY_LINE.format(movie=m) for m in history)
 
 
-def task_suffix(task: Task, history: Sequence[str]) -> str:
-    """History, question, end of the user turn, and an assistant turn opened with '('."""
-    return history_block(task, history) + QUESTION[task] + END_TURN + ASSISTANT_TURN + ANSWER_OPEN
+def task_suffix(task: Task, history: Sequence[str], candidates: Sequence[str]) -> str:
+    """History, candidates, question, end of the user turn, and an assistant turn opened with '('."""
+    return (history_block(task, history) + candidate_block(candidates) + QUESTION[task] + END_TURN
+            + ASSISTANT_TURN + ANSWER_OPEN)
 
 
 def build(task: Task, history: Sequence[str], candidates: Sequence[str]) -> Prompt:
     """The scoring prompt for one task: pick the candidate the person will most like (or dislike)."""
-    return Prompt(candidate_prefix(candidates), task_suffix(task, history))
+    return Prompt(PREFIX, task_suffix(task, history, candidates))
 
 
 def content_free(task: Task, n_candidates: int, n_history: int = 3) -> Prompt:
@@ -125,4 +127,4 @@ def content_free(task: Task, n_candidates: int, n_history: int = 3) -> Prompt:
 def list_prompt(task: Task, history: Sequence[str], candidates: Sequence[str], n: int = 10) -> str:
     """The seed paper's way, for the latency benchmark only: ask for a ranked list of ``n`` titles."""
     question = LIST_QUESTION[task].format(n=n)
-    return candidate_prefix(candidates) + history_block(task, history) + question + END_TURN + ASSISTANT_TURN
+    return PREFIX + history_block(task, history) + candidate_block(candidates) + question + END_TURN + ASSISTANT_TURN

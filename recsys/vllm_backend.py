@@ -101,10 +101,9 @@ class VLLMRanker:
     ) -> tuple[dict[str, str], np.ndarray]:
         """({task: full prompt text} for each side with history, prompt order of the candidates)."""
         order = prompt_order(candidates, self.config.seed)
-        prefix = prompts.candidate_prefix(self.texts([candidates[i] for i in order]))
+        shown = self.texts([candidates[i] for i in order])
         sides = {"pos": list(likes)[: self.config.max_likes], "neg": list(dislikes)[: self.config.max_dislikes]}
-        texts = {task: prefix + prompts.task_suffix(task, self.texts(history))
-                 for task, history in sides.items() if history}
+        texts = {task: prompts.build(task, self.texts(history), shown).text for task, history in sides.items() if history}
         return texts, order
 
     def complete(self, model: str, prompt: str) -> dict[str, float]:

@@ -99,8 +99,8 @@ def main(args: argparse.Namespace) -> None:
 
     letters = timings(lambda: ranker.score(likes, dislikes, candidates), args.runs, args.warmup)
     generate = timings(lambda: ranker.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1)
-    prefix = llm.encode(tokenizer, llm.prompts.candidate_prefix(ranker.texts(candidates)))
-    suffixes = [llm.encode(tokenizer, llm.prompts.task_suffix(t, ranker.texts(h)))
+    prefix = llm.encode(tokenizer, llm.prompts.PREFIX)
+    suffixes = [llm.encode(tokenizer, llm.prompts.task_suffix(t, ranker.texts(h), ranker.texts(candidates)))
                 for t, h in (("pos", likes), ("neg", dislikes))]
     print(report(args, letters, generate, model, len(prefix), [len(s) for s in suffixes], shipped))
 

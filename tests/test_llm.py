@@ -92,7 +92,7 @@ def test_letter_ids_are_looked_up_and_distinct(smol_tokenizer):
 def test_prefix_cache_and_left_padding_match_full_prompts(tiny_model, smol_tokenizer):
     """Shared prefix + left-padded suffix batch == each full prompt run alone, without any cache."""
     prompt_a = prompts.build("pos", ["Alien", "Heat", "Up"], ["Toy Story", "Shrek", "Solaris"])
-    suffix_b = prompts.task_suffix("neg", ["Scream"])
+    suffix_b = prompts.task_suffix("neg", ["Scream"], ["Toy Story", "Shrek", "Solaris"])
     prefix = llm.encode(smol_tokenizer, prompt_a.prefix)
     suffixes = [llm.encode(smol_tokenizer, prompt_a.suffix), llm.encode(smol_tokenizer, suffix_b)]
     assert len(suffixes[0]) != len(suffixes[1])  # so the batch really pads
@@ -141,10 +141,11 @@ def test_mixed_batch_equals_each_adapter_alone(tiny_model, smol_tokenizer, toy_c
     ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
     pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
     order = ranker.prompt_order(CANDIDATES)
-    prefix = llm.encode(smol_tokenizer, prompts.candidate_prefix(ranker.texts([CANDIDATES[i] for i in order])))
+    shown = ranker.texts([CANDIDATES[i] for i in order])
+    prefix = llm.encode(smol_tokenizer, prompts.PREFIX)
     for task, history, mixed in (("pos", LIKES, pos), ("neg", DISLIKES, neg)):
         ranker.model.set_adapter(task)  # the plain single-adapter path, no adapter_names
-        suffix = llm.encode(smol_tokenizer, prompts.task_suffix(task, ranker.texts(history)))
+        suffix = llm.encode(smol_tokenizer, prompts.task_suffix(task, ranker.texts(history), shown))
         with torch.no_grad():
             hidden = llm.answer_hidden(ranker.model, prefix, [suffix], ranker.pad_id)
         alone = llm.letter_logits(ranker.model, hidden, ranker.letter_ids[: len(CANDIDATES)])[0].numpy()

@@ -10,13 +10,13 @@ from tests.test_llm import smol_tokenizer  # noqa: F401  (fixture)
 
 POS_GOLDEN = (
     "<|im_start|>user\n"
+    "I liked:\n"
+    "Alien\n"
+    "Heat\n"
     "Movies:\n"
     "Toy Story (A)\n"
     "Up (B)\n"
     "Solaris (C)\n"
-    "I liked:\n"
-    "Alien\n"
-    "Heat\n"
     "Which movie above will I like most? Answer with its letter.<|im_end|>\n"
     "<|im_start|>assistant\n"
     "("
@@ -24,6 +24,10 @@ POS_GOLDEN = (
 NEG_SUFFIX_GOLDEN = (
     "I disliked:\n"
     "Scream\n"
+    "Movies:\n"
+    "Toy Story (A)\n"
+    "Up (B)\n"
+    "Solaris (C)\n"
     "Which movie above will I dislike most? Answer with its letter.<|im_end|>\n"
     "<|im_start|>assistant\n"
     "("
@@ -33,7 +37,7 @@ NEG_SUFFIX_GOLDEN = (
 def test_positive_prompt_golden():
     prompt = prompts.build("pos", ["Alien", "Heat"], ["Toy Story", "Up", "Solaris"])
     assert prompt.text == POS_GOLDEN
-    assert prompt.prefix == "<|im_start|>user\nMovies:\nToy Story (A)\nUp (B)\nSolaris (C)\n"
+    assert prompt.prefix == prompts.PREFIX == "<|im_start|>user\n"
 
 
 def test_negative_prompt_shares_the_prefix():
@@ -54,7 +58,7 @@ def test_content_free_and_list_prompts():
     assert cf.text == prompts.build("neg", ["N/A"] * 2, ["N/A"] * 3).text
     listed = prompts.list_prompt("pos", ["Alien"], ["Up", "Heat"], n=2)
     assert listed == (
-        "<|im_start|>user\nMovies:\nUp (A)\nHeat (B)\nI liked:\nAlien\n"
+        "<|im_start|>user\nI liked:\nAlien\nMovies:\nUp (A)\nHeat (B)\n"
         "List the 2 movies above I will like most, best first, one title per line.<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
@@ -73,7 +77,7 @@ def test_letters_limit():
     with pytest.raises(ValueError):
         prompts.letters(27)
     with pytest.raises(ValueError):
-        prompts.candidate_prefix([])
+        prompts.candidate_block([])
 
 
 def test_letters_are_single_tokens_after_the_answer_opening(smol_tokenizer):  # noqa: F811
@@ -81,7 +85,7 @@ def test_letters_are_single_tokens_after_the_answer_opening(smol_tokenizer):  # 
 
     ids = letter_token_ids(smol_tokenizer, 26)
     assert ids == [smol_tokenizer.convert_tokens_to_ids(c) for c in prompts.LETTERS]
-    suffix = smol_tokenizer(prompts.task_suffix("pos", ["Alien"]), add_special_tokens=False)["input_ids"]
+    suffix = smol_tokenizer(prompts.task_suffix("pos", ["Alien"], ["Up"]), add_special_tokens=False)["input_ids"]
     assert smol_tokenizer.decode(suffix[-1:]) == "("  # the answer letter is the very next token
 
 
@@ -93,4 +97,3 @@ def test_real_prompt_stays_well_under_400_tokens(smol_tokenizer, toy_catalog):  
     n_prefix = len(smol_tokenizer(prompt.prefix, add_special_tokens=False)["input_ids"])
     n_suffix = len(smol_tokenizer(prompt.suffix, add_special_tokens=False)["input_ids"])
     assert n_prefix + n_suffix < 300
-    assert n_suffix < 100  # what each adapter runs on top of the shared prefix

@@ -44,7 +44,7 @@ class StandIn(BaseHTTPRequestHandler):
         if self.fail:
             self._send(500, {"error": "adapter not loaded"})
             return
-        letters = dict(re.findall(r"^\((\w)\) (.+)$", body["prompt"], flags=re.MULTILINE))
+        letters = {letter: title for title, letter in re.findall(r"^(.+) \((\w)\)$", body["prompt"], flags=re.MULTILINE)}
         best = next(letter for letter, title in letters.items() if title == FAVOURITE[body["model"]])
         top = {best: -0.1, " " + best: -5.0, "B" if best != "B" else "C": -2.0, "(": -3.0}
         top |= {letter: -4.0 - i * 0.1 for i, letter in enumerate(list(letters)[:5]) if letter not in top}
