@@ -45,7 +45,7 @@ class StandIn(BaseHTTPRequestHandler):
             self._send(500, {"error": "adapter not loaded"})
             return
         letters = {letter: title for title, letter in re.findall(r"^(.+) \((\w)\)$", body["prompt"], flags=re.MULTILINE)}
-        best = next(letter for letter, title in letters.items() if title == FAVOURITE[body["model"]])
+        best = next(letter for letter, title in letters.items() if title.split(" [")[0] == FAVOURITE[body["model"]])
         top = {best: -0.1, " " + best: -5.0, "B" if best != "B" else "C": -2.0, "(": -3.0}
         top |= {letter: -4.0 - i * 0.1 for i, letter in enumerate(list(letters)[:5]) if letter not in top}
         self._send(200, {"choices": [{"text": best, "logprobs": {"tokens": [best], "top_logprobs": [top]}}]})
