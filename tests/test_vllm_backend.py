@@ -88,7 +88,7 @@ def test_requests_have_the_vllm_shape_and_the_shared_prompts(server, toy_catalog
         assert r["max_tokens"] == 1 and r["logprobs"] == 20 and r["temperature"] == 0.0
         order = prompt_order(candidates, 0)
         shown = [prompts.movie_text(toy_catalog[candidates[i]]) for i in order]
-        history = ["Blade Runner", "2001: A Space Odyssey"] if r["model"] == "pos" else ["Halloween"]
+        history = [prompts.movie_text(toy_catalog[i]) for i in ([12, 13] if r["model"] == "pos" else [4])]
         assert r["prompt"] == prompts.build(r["model"], history, shown).text
     assert candidates[int(np.argmax(pos))] == 15 and candidates[int(np.argmax(neg))] == 1
     assert pos.dtype == np.float32 and pos.shape == (len(candidates),)
