@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from contextlib import contextmanager
 
 import pytest
 from gradio_client import Client
@@ -22,9 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def running(db_url, tmp_path, toy_catalog):
-    settings = Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache")
+@contextmanager
+def launched(settings, toy_catalog):
+    """The app with fake services, launched in-process on a free loopback port, and a gradio_client for it."""
     services = fake_services(settings, toy_catalog, ranker=FakeRanker(toy_catalog))
     demo = app.build_app(services, settings, secret="test-secret").queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
@@ -32,6 +33,12 @@ def running(db_url, tmp_path, toy_catalog):
         yield services, Client(url, verbose=False)
     finally:
         demo.close()
+
+
+@pytest.fixture
+def running(db_url, tmp_path, toy_catalog):
+    with launched(Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache"), toy_catalog) as out:
+        yield out
 
 
 def card_ids(outputs: tuple) -> list[int]:

@@ -16,15 +16,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
 from sqlalchemy import func, inspect, select
 
-import app
 from settings import Settings
 from storage.models import FeedbackEvent, Message
 from storage.repository import current_preferences
 from tests.fakes import FakeRanker
-from tests.test_app_client import free_port
+from tests.test_app_client import launched
 from tests.test_app_handlers import fake_services, ids, last
 from webapp import handlers
 from webapp.flow import View
@@ -162,14 +160,8 @@ def test_click_on_a_changed_list_acts_on_the_movie_shown(svc, settings):
 
 @pytest.fixture
 def api(settings, toy_catalog):
-    """The app launched in-process on a free loopback port, and a gradio_client for it."""
-    services = fake_services(settings, toy_catalog, ranker=FakeRanker(toy_catalog))
-    demo = app.build_app(services, settings, secret="test-secret").queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
-    try:
-        yield services, Client(url, verbose=False)
-    finally:
-        demo.close()
+    with launched(settings, toy_catalog) as out:
+        yield out
 
 
 def test_hostile_messages_over_the_api(api):
