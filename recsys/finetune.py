@@ -17,7 +17,7 @@ learn to disagree. The shared list also runs once through the base model for bot
 does at inference. ``task="pos"``/``"neg"`` trains one adapter on single-task examples.
 
 Loss: cross-entropy over the 20 letter logits at the answer position, computed exactly as the ranker
-computes them (llm.prefix_cache + llm.suffix_hidden + llm.letter_logits). Validation: held-out users,
+computes them (llm.full_hidden, or llm.prefix_cache + llm.suffix_hidden, then llm.letter_logits). Validation: held-out users,
 loss vs the uniform guess ln(20), accuracy vs 1/20. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
 bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 

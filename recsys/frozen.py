@@ -1,15 +1,15 @@
 """Exact fast path for training LoRA on the TOP layers only: run the frozen part of the model once.
 
-At inference the candidate list (the prompt prefix) goes through the base model with adapters off, and
-only the suffix (history + question) goes through the adapter. With LoRA on layers ``first`` and up,
-everything the trainable layers receive is therefore fixed per example:
+With LoRA on layers ``first`` and up, layers below ``first`` are the base model's, so what they hand
+layer ``first`` is fixed per example. ``precompute`` stores it once; ``query_logits`` then runs only
+layers ``first``… (e.g. 6 of 30), epoch after epoch. Two layouts, as in training and at inference:
 
-- the prefix's keys/values in layers ``first``… (computed by the base model), and
-- the suffix's hidden state entering layer ``first`` (layers below it have no adapter).
+- adapters on the whole prompt (``adapt_prefix``, the default): the prompt entering layer ``first``;
+- a shared prefix read by the base model only: the prefix's keys/values in layers ``first``… plus the
+  suffix entering layer ``first``; the trainable layers run on the suffix alone.
 
-``precompute`` stores those once; ``query_logits`` then runs only layers ``first``… on the suffix
-(about 80 of ~280 tokens, e.g. 6 of 30 layers), epoch after epoch. The result equals the full
-computation (``finetune.query_logits``) up to float rounding; tests/test_frozen.py checks it.
+The result equals the full computation (``finetune.query_logits``) up to float rounding, gradients
+included; tests/test_frozen.py checks both layouts.
 
 Not for: inference (llm.py runs the whole model), data (finetune.py).
 """
