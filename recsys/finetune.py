@@ -17,7 +17,7 @@ learn to disagree. The shared list also runs once through the base model for bot
 does at inference. ``task="pos"``/``"neg"`` trains one adapter on single-task examples.
 
 Loss: cross-entropy over the 20 letter logits at the answer position, computed exactly as the ranker
-computes them (llm.full_hidden, or llm.prefix_cache + llm.suffix_hidden, then llm.letter_logits). Validation: held-out users,
+computes them (llm.full_hidden on the whole prompt, then llm.letter_logits). Validation: held-out users,
 loss vs the uniform guess ln(20), accuracy vs 1/20. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
 bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
@@ -30,7 +30,6 @@ Not for: inference (llm.py), prompt strings (prompts.py).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -90,9 +89,6 @@ class FinetuneConfig:
     lora_layers: tuple[int, ...] | None = None  # None: every layer; the top layers only: a cheaper backward
     # with lora_layers: run the frozen layers below them once per example, not once per epoch (recsys/frozen.py)
     frozen_features: bool = True
-    # the adapters also run on the candidate list (per adapter at inference, not a shared base prefix):
-    # they can re-encode the candidates, which suffix-only adapters never learned to do (BENCHMARKS.md)
-    adapt_prefix: bool = True
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
     eval_every: int = 50  # optimiser steps between validations
     checkpoint_every: int = 10
@@ -230,26 +226,19 @@ def texts(catalog: Catalog, item_ids: Sequence[int], show_year: bool) -> list[st
 
 def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
                  letter_ids: Sequence[int]) -> Iterator[tuple[Query, torch.Tensor]]:
-    """(query, letter logits (1, n) in fp32) per query: the shared prefix once, each suffix with its adapter.
+    """(query, letter logits (1, n) in fp32) per query: its whole prompt under its adapter.
 
-    The inference computation, with grad through the suffixes. A generator, so that the caller can run
+    The inference computation, with grad. A generator, so that the caller can run
     each query's backward before the next query switches the active adapter (peft's set_adapter()
     freezes the inactive one). With several tasks the model holds one adapter per task.
     """
     shown = texts(catalog, ex.candidates, cfg.show_year)
-    prefix = llm.encode(tokenizer, prompts.PREFIX)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    cache = None if cfg.adapt_prefix else llm.prefix_cache(model, prefix)
     for q in ex.queries:
         if len(cfg.tasks) > 1:
             model.set_adapter(q.task)
-        suffix = llm.encode(tokenizer, prompts.task_suffix(q.task, texts(catalog, q.history, cfg.show_year), shown))
-        if cache is None:
-            yield q, llm.letter_logits(model, llm.full_hidden(model, [prefix + suffix], pad), letter_ids[: len(ex.candidates)])
-            continue
-        run_cache = copy.deepcopy(cache) if len(ex.queries) > 1 else cache  # suffix_hidden extends it
-        hidden = llm.suffix_hidden(model, run_cache, len(prefix), [suffix], pad)  # (1, d)
-        yield q, llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
+        ids = llm.prompt_ids(tokenizer, prompts.build(q.task, texts(catalog, q.history, cfg.show_year), shown))
+        yield q, llm.letter_logits(model, llm.full_hidden(model, [ids], pad), letter_ids[: len(ex.candidates)])
 
 
 def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
@@ -293,15 +282,13 @@ def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence
     return out | {f"{t}_accuracy": float(np.mean(hits[t])) for t in tasks}
 
 
-def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int,
-                      adapt_prefix: bool = True) -> list[float]:
+def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
     """Each letter's logit (centred) on a prompt whose movies are all 'N/A', with the active adapter."""
     prompt = prompts.content_free(task, n)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     with torch.no_grad():
-        suffix = [llm.encode(tokenizer, prompt.suffix)]
-        hidden = llm.answer_hidden(model, llm.encode(tokenizer, prompt.prefix), suffix, pad, adapt_prefix=adapt_prefix)
+        hidden = llm.full_hidden(model, [llm.prompt_ids(tokenizer, prompt)], pad)
         logits = llm.letter_logits(model, hidden, letter_ids[:n])[0]
     return [round(float(x), 4) for x in logits - logits.mean()]
 
@@ -426,10 +413,8 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
         return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
     first = min(cfg.lora_layers)
     log.info("precomputing the frozen layers below layer %d for %d + %d examples", first, len(train), len(val))
-    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, cfg.adapt_prefix,
-                                "frozen layers (train)")
-    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, cfg.adapt_prefix,
-                              "frozen layers (val)")
+    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)")
+    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)")
     return (lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
 
 
@@ -475,7 +460,6 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
     final, zero = state.evals[-1], state.evals[0]
     return {
         "task": task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
-        "adapts_prefix": cfg.adapt_prefix,
         "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
         "split": "leave-one-out; examples from split.train(u) only",
         "n_train_users": n_users[0], "n_val_users": n_users[1],
@@ -517,7 +501,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     metas = {}
     for task in cfg.tasks:
         model.set_adapter(task)
-        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates, cfg.adapt_prefix)
+        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates)
         metas[task] = metadata(cfg, task, state, (len(train_users), len(val_users)), (len(train), len(val)),
                                retriever_name, bias, describe_machine(model))
     save_adapters(model, cfg.out_dir, metas)
@@ -557,8 +541,6 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
-    p.add_argument("--adapt-prefix", action=argparse.BooleanOptionalAction, default=d.adapt_prefix,
-                   help="the adapters also encode the candidate list (else only the history and question)")
     p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
                    help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
     p.add_argument("--device", default=d.device)

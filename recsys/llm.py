@@ -2,15 +2,12 @@
 
 Scoring follows LlamaRec's verbaliser: the candidates are lettered (A)...(T) and each candidate's
 score is the logit of its letter at the answer position, so all candidates are scored in one forward
-pass and nothing is generated. The prompt is split in two (see prompts.py):
+pass and nothing is generated. Both tasks run as ONE batch of whole prompts (likes + candidates +
+question for "pos", dislikes + candidates + question for "neg"), each row with its own adapter
+(peft's mixed-adapter batch, ``adapter_names=["pos", "neg"]``). The prompts share nothing but
+their first tokens: the history comes first (see prompts.py for why).
 
-1. the shared candidate list runs once through the base model with the adapters off -> a key/value
-   cache of batch 1;
-2. the cache is repeated for the two tasks, and the two suffixes (likes + question for "pos",
-   dislikes + question for "neg") run as ONE batch in which each row uses its own adapter (peft's
-   mixed-adapter batch, ``adapter_names=["pos", "neg"]``).
-
-Fine-tuning (finetune.py) calls the same ``answer_hidden``/``letter_logits``, so training and
+Fine-tuning (finetune.py) calls the same ``full_hidden``/``letter_logits``, so training and
 inference compute exactly the same thing.
 
 Not for: building training data or the training loop (finetune.py), fusing ranks (fusion.py).
@@ -218,87 +215,42 @@ def decoder_forward(model: Any, adapter_names: Sequence[str] | None = None, **in
         return decoder(**inputs)
 
 
-def prefix_cache(model: Any, prefix_ids: Sequence[int]) -> Any:
-    """Key/value cache of the shared candidate list, computed by the base model (batch 1, no grad)."""
-    device = model.get_output_embeddings().weight.device
-    ids = torch.tensor([list(prefix_ids)], device=device)  # (1, P)
-    with torch.no_grad(), adapters_off(model):
-        return decoder_forward(model, input_ids=ids, use_cache=True).past_key_values
-
-
-def suffix_batch(
-    prefix_len: int, suffixes: Sequence[Sequence[int]], pad_id: int, device: torch.device
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Left-pad the suffixes so every row's answer position is the last one.
+    """Left-pad token sequences so every row's answer position is the last one.
 
-    Returns input ids (B, S), the attention mask over prefix + suffix (B, P + S) and position ids
-    (B, S) that continue each row's real tokens right after the prefix (pads are masked out).
+    Returns input ids (B, T), the attention mask (B, T) and position ids (B, T) that count each
+    row's real tokens from 0 (pads are masked out).
     """
-    width = max(len(s) for s in suffixes)
-    ids = torch.full((len(suffixes), width), pad_id, dtype=torch.long)
-    mask = torch.ones((len(suffixes), prefix_len + width), dtype=torch.long)
-    positions = torch.full((len(suffixes), width), prefix_len, dtype=torch.long)
-    for row, suffix in enumerate(suffixes):
-        pad = width - len(suffix)
-        ids[row, pad:] = torch.tensor(list(suffix))
-        mask[row, prefix_len : prefix_len + pad] = 0
-        positions[row, pad:] = torch.arange(prefix_len, prefix_len + len(suffix))
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.ones((len(sequences), width), dtype=torch.long)
+    positions = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        pad = width - len(seq)
+        ids[row, pad:] = torch.tensor(list(seq))
+        mask[row, :pad] = 0
+        positions[row, pad:] = torch.arange(len(seq))
     return ids.to(device), mask.to(device), positions.to(device)
 
 
-def suffix_hidden(
-    model: Any,
-    cache: Any,
-    prefix_len: int,
-    suffixes: Sequence[Sequence[int]],
-    pad_id: int,
-    adapter_names: Sequence[str] | None = None,
-) -> torch.Tensor:
-    """Final hidden state at the answer position of each suffix, (B, d), on top of a prefix ``cache``.
-
-    The cache must hold B rows (see ``answer_hidden``) and is extended in place. ``adapter_names`` (one
-    per suffix) selects each row's adapter; None runs the active adapter, as training does.
-    """
-    device = model.get_output_embeddings().weight.device
-    ids, mask, positions = suffix_batch(prefix_len, suffixes, pad_id, device)
-    out = decoder_forward(
-        model, adapter_names, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-        use_cache=True,
-    )
-    return out.last_hidden_state[:, -1]  # post-norm final hidden state, (B, d)
+def prompt_ids(tokenizer: Any, prompt: prompts.Prompt) -> list[int]:
+    """A prompt's token ids: its two parts tokenised separately (see prompts.py)."""
+    return encode(tokenizer, prompt.prefix) + encode(tokenizer, prompt.suffix)
 
 
 def full_hidden(
     model: Any, sequences: Sequence[Sequence[int]], pad_id: int, adapter_names: Sequence[str] | None = None
 ) -> torch.Tensor:
-    """Final hidden state at the last position of each whole sequence (left-padded batch) -> (B, d)."""
+    """Final (post-norm) hidden state at the last position of each whole sequence, one left-padded batch -> (B, d).
+
+    ``adapter_names`` (one per row) selects each row's adapter; None runs the active adapter, as training does.
+    """
     device = model.get_output_embeddings().weight.device
-    ids, mask, positions = suffix_batch(0, sequences, pad_id, device)
+    ids, mask, positions = left_pad(sequences, pad_id, device)
     out = decoder_forward(model, adapter_names, input_ids=ids, attention_mask=mask, position_ids=positions)
     return out.last_hidden_state[:, -1]
-
-
-def answer_hidden(
-    model: Any,
-    prefix_ids: Sequence[int],
-    suffixes: Sequence[Sequence[int]],
-    pad_id: int,
-    adapter_names: Sequence[str] | None = None,
-    adapt_prefix: bool = False,
-) -> torch.Tensor:
-    """-> (B, d) at each answer position.
-
-    Shared prefix (``adapt_prefix=False``): the prefix once through the base model, then every suffix
-    as one batch on its key/value cache; grad flows through the suffixes only. ``adapt_prefix=True``
-    (adapters trained with the candidate list inside them): each row is the whole prompt, prefix
-    included, under its own adapter.
-    """
-    if adapt_prefix:
-        return full_hidden(model, [[*prefix_ids, *s] for s in suffixes], pad_id, adapter_names)
-    cache = prefix_cache(model, prefix_ids)
-    if len(suffixes) > 1:
-        cache.batch_repeat_interleave(len(suffixes))  # (1, heads, P, hd) -> (B, heads, P, hd) per layer
-    return suffix_hidden(model, cache, len(prefix_ids), suffixes, pad_id, adapter_names)
 
 
 def letter_logits(model: Any, hidden: torch.Tensor, letter_ids: Sequence[int]) -> torch.Tensor:
@@ -343,8 +295,6 @@ class LetterRanker:
             raise ValueError(f"adapters must include {ADAPTER_NAMES}; missing {sorted(missing)}")
         self.model = attach_adapters(model, self.adapters) if self.adapters else model.eval()
         self.metadata = {name: read_metadata(folder) for name, folder in self.adapters.items()}
-        # adapters trained on the whole prompt see the candidate list through themselves (not shared)
-        self.adapt_prefix = any(meta.get("adapts_prefix", False) for meta in self.metadata.values())
         self.letter_ids = letter_token_ids(tokenizer, len(prompts.LETTERS))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._bias: dict[tuple[str, str, int], np.ndarray] = {}  # (adapter, task, n) -> (n,)
@@ -398,10 +348,9 @@ class LetterRanker:
             return None, None
         order = self.prompt_order(candidates)
         shown = self.texts([candidates[i] for i in order])
-        prefix = prompts.PREFIX
-        suffixes = [prompts.task_suffix(task, self.texts(history), shown) for task, history in tasks]
         names = [BASE if zero_shot else task for task, _ in tasks]
-        logits = self._letter_logits(prefix, suffixes, names, len(candidates))  # (B, n), prompt order
+        built = [prompts.build(task, self.texts(history), shown) for task, history in tasks]
+        logits = self._letter_logits(built, names, len(candidates))  # (B, n), prompt order
         out: dict[str, np.ndarray] = {}
         for row, ((task, _), name) in enumerate(zip(tasks, names, strict=True)):
             scores = np.empty(len(candidates), dtype=np.float32)
@@ -410,13 +359,12 @@ class LetterRanker:
         return out.get("pos"), out.get("neg")
 
     @torch.inference_mode()
-    def _letter_logits(self, prefix: str, suffixes: Sequence[str], names: Sequence[str], n: int) -> np.ndarray:
-        """One batched pass: the shared prefix once, then every suffix with its adapter. -> (B, n)."""
-        suffix_ids = [encode(self.tokenizer, s) for s in suffixes]
+    def _letter_logits(self, built: Sequence[prompts.Prompt], names: Sequence[str], n: int) -> np.ndarray:
+        """One batched pass, each prompt whole under its adapter. -> (B, n)."""
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
-        hidden = answer_hidden(self.model, encode(self.tokenizer, prefix), suffix_ids, self.pad_id, adapter_names,
-                               adapt_prefix=self.adapt_prefix)
+        rows = [prompt_ids(self.tokenizer, p) for p in built]
+        hidden = full_hidden(self.model, rows, self.pad_id, adapter_names)
         return letter_logits(self.model, hidden, self.letter_ids[:n]).cpu().numpy()
 
     def letter_bias(self, name: str, task: prompts.Task, n: int) -> np.ndarray | float:
@@ -425,7 +373,7 @@ class LetterRanker:
             return 0.0
         if (name, task, n) not in self._bias:  # not stored with the adapter: measure it once
             prompt = prompts.content_free(task, n)
-            logits = self._letter_logits(prompt.prefix, [prompt.suffix], [name], n)[0]
+            logits = self._letter_logits([prompt], [name], n)[0]
             self._bias[(name, task, n)] = logits - logits.mean()
         return self._bias[(name, task, n)]
 
@@ -447,7 +395,7 @@ class LetterRanker:
         shown = self.texts([candidates[i] for i in self.prompt_order(candidates)])
         texts = [prompts.list_prompt(task, self.texts(history), shown, n) for task, history in tasks]
         rows = [encode(self.tokenizer, t) for t in texts]
-        ids, mask, _ = suffix_batch(0, rows, self.pad_id, self.device)
+        ids, mask, _ = left_pad(rows, self.pad_id, self.device)
         tokens = max_new_tokens or 8 * n
         kwargs: dict[str, Any] = {}
         if self.adapters:

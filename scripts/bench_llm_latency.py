@@ -3,7 +3,7 @@
 Same model, adapters, person and candidates for both: 10 liked and 5 disliked movies of a
 ml-latest-small user, 20 candidates from the shipped SASRec (popularity when it is missing).
 
-- letters: ``LetterRanker.score`` -- 20 candidates, both adapters, one batched pass (shared prefix).
+- letters: ``LetterRanker.score`` -- 20 candidates, both adapters, one batched pass (whole prompts).
 - generate: ``LetterRanker.generate_ranking`` -- both adapters as one batch, a list of 10 titles,
   always ``8 * 10`` new tokens (greedy), so every run costs the same.
 
@@ -99,14 +99,12 @@ def main(args: argparse.Namespace) -> None:
 
     letters = timings(lambda: ranker.score(likes, dislikes, candidates), args.runs, args.warmup)
     generate = timings(lambda: ranker.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1)
-    prefix = llm.encode(tokenizer, llm.prompts.PREFIX)
-    suffixes = [llm.encode(tokenizer, llm.prompts.task_suffix(t, ranker.texts(h), ranker.texts(candidates)))
-                for t, h in (("pos", likes), ("neg", dislikes))]
-    print(report(args, letters, generate, model, len(prefix), [len(s) for s in suffixes], shipped))
+    lengths = [len(llm.prompt_ids(tokenizer, llm.prompts.build(t, ranker.texts(h), ranker.texts(candidates))))
+               for t, h in (("pos", likes), ("neg", dislikes))]
+    print(report(args, letters, generate, model, lengths, shipped))
 
 
-def report(args, letters: list[float], generate: list[float], model, n_prefix: int, n_suffix: list[int],
-           shipped: bool) -> str:
+def report(args, letters: list[float], generate: list[float], model, lengths: list[int], shipped: bool) -> str:
     device = model.get_output_embeddings().weight.device
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or
                platform.machine())
@@ -115,7 +113,7 @@ def report(args, letters: list[float], generate: list[float], model, n_prefix: i
         f"machine: {machine}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, dtype {model.dtype}, device {device}; "
         f"date {datetime.now(UTC).isoformat(timespec='seconds')}",
-        f"prompt: shared prefix {n_prefix} tokens + suffixes {n_suffix} tokens; "
+        f"prompts (pos, neg): {lengths} tokens; "
         f"adapters: {'shipped' if shipped else 'untrained stand-ins (same shapes)'}",
         "",
         "| method (both adapters, 20 candidates) | runs | p50 ms | p95 ms |",

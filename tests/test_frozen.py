@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -30,9 +29,8 @@ def lora_model(vocab_size: int, cfg: finetune.FinetuneConfig):
     return model
 
 
-@pytest.mark.parametrize("adapt_prefix", [True, False])
-def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer, tmp_path, adapt_prefix):  # noqa: F811
-    cfg = tiny_config(tmp_path, task="both", lora_layers=(1, 2), lora_dropout=0.0, adapt_prefix=adapt_prefix)
+def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", lora_layers=(1, 2), lora_dropout=0.0)
     users, _ = finetune.split_users(toy_split, cfg)
     examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:3]
     model = lora_model(len(smol_tokenizer), cfg).train()
@@ -52,7 +50,7 @@ def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer
 
     for ex in examples:
         full_logits, full_grads = run(finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids))
-        fast = frozen.precompute_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, 1, adapt_prefix)
+        fast = frozen.precompute_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, 1)
         fast_logits, fast_grads = run(frozen.query_logits(model, fast, 1, letter_ids, n_tasks=2))
         assert len(full_logits) == len(fast_logits) == 2
         for a, b in zip(full_logits, fast_logits, strict=True):

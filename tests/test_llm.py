@@ -89,18 +89,15 @@ def test_letter_ids_are_looked_up_and_distinct(smol_tokenizer):
     assert ids == [smol_tokenizer.convert_tokens_to_ids(c) for c in "ABCDEFGHIJKLMNOPQRST"]
 
 
-def test_prefix_cache_and_left_padding_match_full_prompts(tiny_model, smol_tokenizer):
-    """Shared prefix + left-padded suffix batch == each full prompt run alone, without any cache."""
-    prompt_a = prompts.build("pos", ["Alien", "Heat", "Up"], ["Toy Story", "Shrek", "Solaris"])
-    suffix_b = prompts.task_suffix("neg", ["Scream"], ["Toy Story", "Shrek", "Solaris"])
-    prefix = llm.encode(smol_tokenizer, prompt_a.prefix)
-    suffixes = [llm.encode(smol_tokenizer, prompt_a.suffix), llm.encode(smol_tokenizer, suffix_b)]
-    assert len(suffixes[0]) != len(suffixes[1])  # so the batch really pads
+def test_left_padded_batch_matches_each_prompt_alone(tiny_model, smol_tokenizer):
+    """A left-padded batch of whole prompts == each prompt run alone, without padding."""
+    rows = [llm.prompt_ids(smol_tokenizer, prompts.build("pos", ["Alien", "Heat", "Up"], ["Toy Story", "Shrek", "Solaris"])),
+            llm.prompt_ids(smol_tokenizer, prompts.build("neg", ["Scream"], ["Toy Story", "Shrek", "Solaris"]))]
+    assert len(rows[0]) != len(rows[1])  # so the batch really pads
     with torch.no_grad():
-        batched = llm.answer_hidden(tiny_model, prefix, suffixes, pad_id=2)  # (2, d)
-        for row, suffix in enumerate(suffixes):
-            full = torch.tensor([prefix + suffix])
-            alone = tiny_model.model(input_ids=full).last_hidden_state[:, -1]  # (1, d)
+        batched = llm.full_hidden(tiny_model, rows, pad_id=2)  # (2, d)
+        for row, ids in enumerate(rows):
+            alone = tiny_model.model(input_ids=torch.tensor([ids])).last_hidden_state[:, -1]  # (1, d)
             torch.testing.assert_close(batched[row : row + 1], alone, atol=1e-5, rtol=1e-4)
 
 
@@ -128,7 +125,7 @@ def test_shuffle_is_mapped_back(tiny_model, smol_tokenizer, toy_catalog, monkeyp
     """The candidate shown under letter k gets the logit of letter k."""
     ranker = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog)
     n = len(CANDIDATES)
-    monkeypatch.setattr(ranker, "_letter_logits", lambda prefix, suffixes, names, k: np.tile(np.arange(k), (len(suffixes), 1)))
+    monkeypatch.setattr(ranker, "_letter_logits", lambda built, names, k: np.tile(np.arange(k), (len(built), 1)))
     pos, _ = ranker.score(LIKES, [], CANDIDATES)
     order = ranker.prompt_order(CANDIDATES)
     assert sorted(order.tolist()) == list(range(n))
@@ -142,12 +139,11 @@ def test_mixed_batch_equals_each_adapter_alone(tiny_model, smol_tokenizer, toy_c
     pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
     order = ranker.prompt_order(CANDIDATES)
     shown = ranker.texts([CANDIDATES[i] for i in order])
-    prefix = llm.encode(smol_tokenizer, prompts.PREFIX)
     for task, history, mixed in (("pos", LIKES, pos), ("neg", DISLIKES, neg)):
         ranker.model.set_adapter(task)  # the plain single-adapter path, no adapter_names
-        suffix = llm.encode(smol_tokenizer, prompts.task_suffix(task, ranker.texts(history), shown))
+        ids = llm.prompt_ids(smol_tokenizer, prompts.build(task, ranker.texts(history), shown))
         with torch.no_grad():
-            hidden = llm.answer_hidden(ranker.model, prefix, [suffix], ranker.pad_id)
+            hidden = llm.full_hidden(ranker.model, [ids], ranker.pad_id)
         alone = llm.letter_logits(ranker.model, hidden, ranker.letter_ids[: len(CANDIDATES)])[0].numpy()
         np.testing.assert_allclose(mixed[order], alone, atol=1e-5)
 
