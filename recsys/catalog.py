@@ -1,12 +1,14 @@
-"""The movie catalog the app and the prompts show: raw item id -> title, year, genres.
+"""The movie catalog the app and the prompts show: raw item id -> title, year, genres, mean rating.
 
-Not for: ratings or splits (see data.py). Loaded once per process; lookups are dict-fast.
+``rating`` is the movie's smoothed mean rating from TRAINING data only (``data.mean_ratings``), the
+public "average score" a catalog shows; it is optional (None when unknown). Not for: per-user ratings
+or splits (see data.py). Loaded once per process; lookups are dict-fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +20,7 @@ class Movie:
     title: str
     year: int | None
     genres: tuple[str, ...]
+    rating: float | None = None  # smoothed mean rating (1-5) from training data; None when unknown
 
     @property
     def label(self) -> str:
@@ -33,16 +36,28 @@ class Catalog:
         for row in items.itertuples(index=False):
             year = None if pd.isna(row.year) else int(row.year)
             genres = tuple(g for g in str(row.genres or "").split("|") if g)
-            self._movies[int(row.item_id)] = Movie(int(row.item_id), str(row.title), year, genres)
+            rating = getattr(row, "rating", None)
+            rating = None if rating is None or pd.isna(rating) else round(float(rating), 2)
+            self._movies[int(row.item_id)] = Movie(int(row.item_id), str(row.title), year, genres, rating)
 
     @classmethod
     def from_csv(cls, path: Path) -> Catalog:
-        return cls(pd.read_csv(path, keep_default_na=False, na_values={"year": [""]}))
+        return cls(pd.read_csv(path, keep_default_na=False, na_values={"year": [""], "rating": [""]}))
+
+    @classmethod
+    def _of(cls, movies: Iterable[Movie]) -> Catalog:
+        catalog = cls.__new__(cls)
+        catalog._movies = {m.item_id: m for m in movies}
+        return catalog
+
+    def with_ratings(self, ratings: Mapping[int, float]) -> Catalog:
+        """A copy whose movies carry ``ratings[item_id]`` (None for movies missing from it)."""
+        return self._of(replace(m, rating=ratings.get(m.item_id)) for m in self)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            [(m.item_id, m.title, m.year, "|".join(m.genres)) for m in self],
-            columns=["item_id", "title", "year", "genres"],
+            [(m.item_id, m.title, m.year, "|".join(m.genres), m.rating) for m in self],
+            columns=["item_id", "title", "year", "genres", "rating"],
         ).astype({"year": "Int64"})
 
     def to_csv(self, path: Path) -> None:

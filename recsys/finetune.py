@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from recsys import frozen, llm, prompts
 from recsys.catalog import Catalog
-from recsys.data import Split
+from recsys.data import Split, mean_ratings
 from recsys.protocols import Retriever
 
 log = logging.getLogger(__name__)
@@ -220,8 +220,8 @@ def build_examples(
 # ---------------------------------------------------------------------------------------------- model
 
 
-def texts(catalog: Catalog, item_ids: Sequence[int], show_year: bool) -> list[str]:
-    return [prompts.movie_text(catalog[i], show_year) for i in item_ids]
+def texts(catalog: Catalog, item_ids: Sequence[int], show_year: bool, candidates: bool = False) -> list[str]:
+    return prompts.texts([catalog[i] for i in item_ids], show_year, candidates)
 
 
 def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
@@ -232,7 +232,7 @@ def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg:
     each query's backward before the next query switches the active adapter (peft's set_adapter()
     freezes the inactive one). With several tasks the model holds one adapter per task.
     """
-    shown = texts(catalog, ex.candidates, cfg.show_year)
+    shown = texts(catalog, ex.candidates, cfg.show_year, candidates=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for q in ex.queries:
         if len(cfg.tasks) > 1:
@@ -471,6 +471,7 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
         "val_accuracy_zero_shot": round(zero[f"{task}_accuracy"], 4),
         "uniform_loss": round(math.log(cfg.n_candidates), 4), "uniform_accuracy": round(1 / cfg.n_candidates, 4),
         "evals": state.evals, "hard_negatives": retriever, "letter_bias": letter_bias,
+        "candidate_ratings": "smoothed mean rating over the training part of users outside the adapter data",
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "wall_time_s": round(state.wall_s, 1),
         "machine": machine,
@@ -486,10 +487,21 @@ def default_retriever(split: Split, sasrec_dir: Path | None, seed: int) -> tuple
     return PopularityRetriever(split, seed=seed), "popularity-sampled (top 300)"
 
 
+def with_ratings(catalog: Catalog, split: Split, exclude: Collection[int]) -> Catalog:
+    """The catalog with mean ratings from the training part of every user NOT in ``exclude``.
+
+    The adapters' own users are left out, so an example's target never shows a mean that holds the
+    very rating it is labelled by; at inference the mean covers every user's training part.
+    """
+    skip = set(exclude)
+    return catalog.with_ratings(mean_ratings(split, [u for u in range(len(split.sequences)) if u not in skip]))
+
+
 def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retriever, retriever_name: str
         ) -> dict[str, dict[str, Any]]:
     """Build data, train, save ``out_dir/<task>`` for each task; returns the metadata written."""
     train_users, val_users = split_users(split, cfg)
+    catalog = with_ratings(catalog, split, [*train_users, *val_users])
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
     log.info("%s: %d examples from %d users, %d validation examples from %d users",

@@ -44,7 +44,7 @@ def decoder(model: Any) -> Any:
 def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, show_year: bool,
                    first: int) -> FrozenExample:
     """What the base model hands layer ``first`` for each of the example's prompts."""
-    shown = [prompts.movie_text(catalog[i], show_year) for i in example.candidates]
+    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, candidates=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     captured: list[torch.Tensor] = []
     hook = decoder(model).layers[first].register_forward_pre_hook(
@@ -52,7 +52,7 @@ def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, s
     try:
         with llm.adapters_off(model):
             for q in example.queries:
-                history = [prompts.movie_text(catalog[i], show_year) for i in q.history]
+                history = prompts.texts([catalog[i] for i in q.history], show_year)
                 llm.full_hidden(model, [llm.prompt_ids(tokenizer, prompts.build(q.task, history, shown))], pad)
     finally:
         hook.remove()

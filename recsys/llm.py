@@ -329,8 +329,8 @@ class LetterRanker:
         rng = np.random.default_rng([self.config.seed, *sorted(int(i) for i in ids)])
         return by_id[rng.permutation(len(ids))]
 
-    def texts(self, item_ids: Sequence[int]) -> list[str]:
-        return [prompts.movie_text(self.catalog[i], self.config.show_year) for i in item_ids]
+    def texts(self, item_ids: Sequence[int], candidates: bool = False) -> list[str]:
+        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates)
 
     def _tasks(self, likes: Sequence[int], dislikes: Sequence[int]) -> list[tuple[prompts.Task, list[int]]]:
         cfg = self.config
@@ -347,7 +347,7 @@ class LetterRanker:
         if not tasks or not candidates:
             return None, None
         order = self.prompt_order(candidates)
-        shown = self.texts([candidates[i] for i in order])
+        shown = self.texts([candidates[i] for i in order], candidates=True)
         names = [BASE if zero_shot else task for task, _ in tasks]
         built = [prompts.build(task, self.texts(history), shown) for task, history in tasks]
         logits = self._letter_logits(built, names, len(candidates))  # (B, n), prompt order
@@ -392,7 +392,7 @@ class LetterRanker:
         ``max_new_tokens`` (default 8 per title), so every run costs the same.
         """
         tasks = self._tasks(likes, dislikes)
-        shown = self.texts([candidates[i] for i in self.prompt_order(candidates)])
+        shown = self.texts([candidates[i] for i in self.prompt_order(candidates)], candidates=True)
         texts = [prompts.list_prompt(task, self.texts(history), shown, n) for task, history in tasks]
         rows = [encode(self.tokenizer, t) for t in texts]
         ids, mask, _ = left_pad(rows, self.pad_id, self.device)

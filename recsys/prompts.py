@@ -40,13 +40,14 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATE_VERSION = "letters-v4"
+TEMPLATE_VERSION = "letters-v5"
 
 Task = Literal["pos", "neg"]
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 SHOW_YEAR = False
 SHOW_GENRES = 2  # each movie's most specific genres, "Alien [Horror, Sci-Fi]": see movie_text
+SHOW_RATING = True  # candidates carry their catalog mean rating, "Alien [Horror, Sci-Fi] rated 4.1"
 # MovieLens genres, most specific (rarest) first: "Drama" or "Comedy" only when a movie has nothing rarer
 GENRE_SPECIFICITY = (
     "IMAX", "Film-Noir", "Western", "Musical", "Documentary", "War", "Animation", "Children", "Mystery",
@@ -87,19 +88,29 @@ class Prompt:
         return self.prefix + self.suffix
 
 
-def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GENRES) -> str:
+def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GENRES, rating: bool = False) -> str:
     """How a movie appears in a prompt: 'Alien [Horror, Sci-Fi]' (+ ' (1979)' with ``show_year``).
 
     Trailing alternative titles are dropped: 'Men in Black (a.k.a. MIB)' -> 'Men in Black'. Genres are
     real catalog data, the most specific ``genres`` of them: a 135M model knows few films by title, and
     the tags let it match a candidate to the person's movies (letters-v4; v3 without them never left
     the uniform guess on the real task, docs/BENCHMARKS.md).
+
+    With ``rating`` (candidates, letters-v5) the catalog's mean rating follows: '... rated 4.1'. On the
+    training data it alone picks the movie a person will dislike 3.6x as often as chance, while titles
+    and genres carry little a 135M model can use (docs/BENCHMARKS.md); movies without one show none.
     """
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
     rank = {g: i for i, g in enumerate(GENRE_SPECIFICITY)}
     tags = sorted((g for g in movie.genres if g in rank), key=rank.__getitem__)[:genres]
-    return f"{text} [{', '.join(tags)}]" if tags else text
+    text = f"{text} [{', '.join(tags)}]" if tags else text
+    return f"{text} rated {movie.rating:.1f}" if rating and movie.rating is not None else text
+
+
+def texts(movies: Sequence[Movie], show_year: bool = SHOW_YEAR, candidates: bool = False) -> list[str]:
+    """``movie_text`` of each movie; ``candidates`` lines also carry the mean rating (``SHOW_RATING``)."""
+    return [movie_text(m, show_year, rating=candidates and SHOW_RATING) for m in movies]
 
 
 def letters(n: int) -> str:

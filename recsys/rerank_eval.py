@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recsys.data import Split, prepare
+from recsys.data import Split, mean_ratings, prepare
 from recsys.evaluate import Holdout, holdout
 from recsys.fusion import fuse, fused_order, ranks_from_scores
 from recsys.metrics import summarize
@@ -188,8 +188,8 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
     from recsys.catalog import Catalog
     from recsys.llm import load_ranker  # local: the LLM stack only when this benchmark runs
 
-    ds, _ = prepare(dataset)
-    tuned = load_ranker(base_model, Path(".cache"), adapters, Catalog(ds.items))
+    ds, split = prepare(dataset)
+    tuned = load_ranker(base_model, Path(".cache"), adapters, Catalog(ds.items).with_ratings(mean_ratings(split)))
     zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
     results = {s: run(dataset, s, models_dir, tuned, zero, max_users) for s in seeds}
     out.mkdir(parents=True, exist_ok=True)

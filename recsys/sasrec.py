@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.data import Split, prepare
+from recsys.data import Split, mean_ratings, prepare
 from recsys.training import TrainConfig, score_all, train_model
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def main(dataset: str, data_dir: Path | None, out: Path, epochs: int, seed: int,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     SASRecRetriever(model, split.item_ids, popularity_order(split), meta).save(out)
-    Catalog(ds.items).to_csv(out / "catalog.csv")
+    Catalog(ds.items).with_ratings(mean_ratings(split)).to_csv(out / "catalog.csv")  # training parts only
     log.info("saved %s: %s", out, json.dumps(metrics))
 
 

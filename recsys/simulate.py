@@ -10,7 +10,8 @@ Leave-one-out next-item NDCG cannot show what a 👎 buys, so this replays sessi
 3. every round shows k = 10 movies through ``Recommender.recommend`` and feeds the answers back
    (sim/session.py), 5 rounds, the same people and seeds for every condition;
 4. conditions: most-popular; SASRec (dislikes only hidden once shown); SASRec + embedding negative
-   baseline; SASRec + an oracle negative ranker that knows the person's 👎 (the most any negative
+   baseline; SASRec + rating negative baseline (the catalog mean rating the LLM prompts show, from
+   history parts only); SASRec + an oracle negative ranker that knows the person's 👎 (the most any negative
    model can buy through the fusion), and in the burst scenario one that knows the burst genre;
    SASRec + LLM pos; SASRec + LLM pos + neg; SASRec + LLM pos +
    embedding neg. Fused
@@ -43,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recsys.catalog import Catalog
-from recsys.data import Split, prepare
+from recsys.data import Split, mean_ratings, prepare
 from recsys.pipeline import Recommender
 from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecConfig, SASRecRetriever, popularity_order, train_sasrec
@@ -58,6 +59,7 @@ from recsys.sim.session import (
     GenreOracleNegRanker,
     OracleNegRanker,
     PopularRetriever,
+    RatingNegRanker,
     SidesRanker,
     run_session,
     session_metrics,
@@ -223,7 +225,7 @@ def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: Perso
 
 def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int], llm: PreferenceRanker | None,
                emb: PreferenceRanker, alphas: Mapping[str, float], bound_alphas: Sequence[float] = (DEFAULT_ALPHA,),
-               ) -> list[Condition]:
+               rated: PreferenceRanker | None = None) -> list[Condition]:
     """Every condition of the run, in table order (see the module docstring). A validation-chosen α equal
     to the default is not run twice: the default row says so."""
     rec = lambda ranker: Recommender(catalog, retriever, ranker)  # noqa: E731 - one-line factory
@@ -232,6 +234,7 @@ def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int],
         Condition("most-popular", Recommender(catalog, PopularRetriever(popular)), use_llm=False),
         Condition("SASRec", rec(None), use_llm=False),
         *fused_pair("SASRec + emb-neg", rec(emb), alphas["emb"]),
+        *(fused_pair("SASRec + rating-neg", rec(rated), alphas["rating"]) if rated is not None else []),
         *(Condition(f"SASRec + oracle-neg (α={a}, bound)", rec(None), a,
                     ranker_for=lambda person: OracleNegRanker(person.heldout)) for a in bound_alphas),
         *(Condition(f"SASRec + genre-oracle-neg (α={a}, bound)", rec(None), a, only="burst",
@@ -258,7 +261,8 @@ def run(cfg: SimConfig) -> dict[str, Any]:
     """The whole experiment for one dataset; returns the results dict written to JSON."""
     start = time.perf_counter()
     ds, split = prepare(cfg.dataset)
-    rs, catalog = rating_split(split), Catalog(ds.items)
+    rs = rating_split(split)
+    catalog = Catalog(ds.items).with_ratings(mean_ratings(split, parts=rs.cut))  # history parts only
     genres = {m.item_id: m.genres for m in catalog}
     retriever = history_retriever(rs, cfg.seed, cfg.out_dir / "sasrec", cfg.device)
     popular = [int(retriever.item_ids[i]) for i in retriever.popularity]
@@ -271,15 +275,18 @@ def run(cfg: SimConfig) -> dict[str, Any]:
     pcfg = PersonConfig(p_unknown_dislike=cfg.p_unknown_dislike, seed=cfg.seed)
     sasrec = Recommender(catalog, retriever)
     emb = CachedRanker(EmbeddingNegRanker(retriever.item_vectors(), retriever.index))
+    rated = RatingNegRanker({m.item_id: m.rating for m in catalog if m.rating is not None})
     val_people = make_people(rs, val, "warm", sasrec, popular, genres, pcfg, cfg.k)
     alphas, grids = {}, {}
     alphas["emb"], grids["emb"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, emb), a),
                                                val_people, genres, pcfg, cfg, "emb-neg")
+    alphas["rating"], grids["rating"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, rated), a),
+                                                     val_people, genres, pcfg, cfg, "rating-neg")
     alphas["llm"], grids["llm"] = DEFAULT_ALPHA, {}
     if llm is not None:
         alphas["llm"], grids["llm"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, llm), a),
                                                    val_people, genres, pcfg, cfg, "LLM pos+neg")
-    conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas)
+    conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas, rated)
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for scenario in cfg.scenarios:
         people = make_people(rs, test, scenario, sasrec, popular, genres, pcfg, cfg.k)

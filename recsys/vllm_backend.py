@@ -93,15 +93,15 @@ class VLLMRanker:
         self.client = client or httpx.Client(base_url=self.config.base_url, timeout=self.config.timeout_s,
                                              headers=headers)
 
-    def texts(self, item_ids: Sequence[int]) -> list[str]:
-        return [prompts.movie_text(self.catalog[i], self.config.show_year) for i in item_ids]
+    def texts(self, item_ids: Sequence[int], candidates: bool = False) -> list[str]:
+        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates)
 
     def prompts_for(
         self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
     ) -> tuple[dict[str, str], np.ndarray]:
         """({task: full prompt text} for each side with history, prompt order of the candidates)."""
         order = prompt_order(candidates, self.config.seed)
-        shown = self.texts([candidates[i] for i in order])
+        shown = self.texts([candidates[i] for i in order], candidates=True)
         sides = {"pos": list(likes)[: self.config.max_likes], "neg": list(dislikes)[: self.config.max_dislikes]}
         texts = {task: prompts.build(task, self.texts(history), shown).text for task, history in sides.items() if history}
         return texts, order

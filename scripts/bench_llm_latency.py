@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recsys import llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
-from recsys.data import prepare  # noqa: E402
+from recsys.data import mean_ratings, prepare  # noqa: E402
 
 
 def timings(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     ds, split = prepare("ml-latest-small")
-    catalog = Catalog(ds.items)
+    catalog = Catalog(ds.items).with_ratings(mean_ratings(split))  # as the app: training parts only
     likes, dislikes, candidates = person(split, args.sasrec_dir)
     model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu" if args.cpu else "auto", dtype)
     shipped = all((args.adapters_dir / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES)
@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> None:
 
     letters = timings(lambda: ranker.score(likes, dislikes, candidates), args.runs, args.warmup)
     generate = timings(lambda: ranker.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1)
-    lengths = [len(llm.prompt_ids(tokenizer, llm.prompts.build(t, ranker.texts(h), ranker.texts(candidates))))
+    lengths = [len(llm.prompt_ids(tokenizer, llm.prompts.build(t, ranker.texts(h), ranker.texts(candidates, candidates=True))))
                for t, h in (("pos", likes), ("neg", dislikes))]
     print(report(args, letters, generate, model, lengths, shipped))
 

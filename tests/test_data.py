@@ -74,3 +74,19 @@ def test_split_is_chronological_leave_one_out():
     assert raw[sp.valid_target(0)] == 30 and raw[sp.test_target(0)] == 40
     assert sp.item_ids[0] == 0 and sp.n_items == 4
     assert np.all(sp.sequences[0] > 0)
+
+
+def test_mean_ratings_use_training_parts_only_and_shrink_to_the_global_mean():
+    split = data.Split(
+        name="toy", item_ids=np.array([0, 10, 20, 30]), user_ids=np.array([1, 2]),
+        # train(u) = all but the last two: user 1 trains on items 1, 2; user 2 on item 1 only
+        sequences=[np.array([1, 2, 3, 3]), np.array([1, 2, 3])],
+        ratings=[np.array([5.0, 1.0, 1.0, 1.0]), np.array([5.0, 1.0, 1.0])],
+    )
+    raw = data.mean_ratings(split, prior=0)
+    assert raw == {10: 5.0, 20: 1.0}  # item 30 was only rated in held-out positions: no entry
+    smoothed = data.mean_ratings(split, prior=1)  # global mean of the training ratings = 11/3
+    assert smoothed[10] == pytest.approx((10 + 11 / 3) / 3, abs=0.01)
+    assert smoothed[20] == pytest.approx((1 + 11 / 3) / 2, abs=0.01)
+    assert data.mean_ratings(split, users=[1], prior=0) == {10: 5.0}
+    assert data.mean_ratings(split, parts=[4, 0], prior=0) == {10: 5.0, 20: 1.0, 30: 1.0}  # explicit cut

@@ -68,6 +68,19 @@ def test_examples_use_only_training_items(toy_split, toy_catalog, tmp_path, task
     assert n_examples > 0
 
 
+def test_candidate_ratings_leave_out_the_adapters_own_users(toy_split, toy_catalog):
+    """An example's target must not show a mean that contains the rating it is labelled by."""
+    users = [0, 1]
+    rated = finetune.with_ratings(toy_catalog, toy_split, users)
+    own = {int(i) for u in users for i in toy_split.item_ids[toy_split.train(u)]}
+    others = {int(i) for u in range(2, len(toy_split.sequences)) for i in toy_split.item_ids[toy_split.train(u)]}
+    assert any(m.rating is not None for m in rated)
+    for m in rated:
+        assert (m.rating is not None) == (m.item_id in others)  # rated exactly by the other users
+    everyone = finetune.mean_ratings(toy_split)
+    assert any(m.rating != everyone[m.item_id] for m in rated if m.item_id in own and m.rating is not None)
+
+
 def test_popularity_retriever_follows_the_protocol(toy_split):
     retriever = finetune.PopularityRetriever(toy_split, pool=20, seed=0)
     out = retriever.retrieve([1, 2], exclude={3, 4}, k=5)
@@ -80,7 +93,8 @@ def test_one_tiny_epoch_and_adapter_round_trip(toy_split, toy_catalog, smol_toke
     retriever = FakeRetriever(toy_catalog)
     train = finetune.build_examples(toy_split, train_users, cfg, retriever, 0)
     val = finetune.build_examples(toy_split, val_users, cfg, retriever, 1)
-    model, state = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
+    rated = finetune.with_ratings(toy_catalog, toy_split, [*train_users, *val_users])  # candidates show "rated x.y"
+    model, state = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, rated,
                                           train, val, cfg, tmp_path / "ckpt.pt")
     assert state.step == math.ceil(len(train) / cfg.batch_size)
     assert all(math.isfinite(x) for x in state.train_losses)
@@ -105,12 +119,12 @@ def test_one_tiny_epoch_and_adapter_round_trip(toy_split, toy_catalog, smol_toke
     ex = val[0]
     likes, dislikes = (q.history for q in ex.queries)
     ranker = llm.LetterRanker(model.unload(), smol_tokenizer, {n: tmp_path / "adapters" / n for n in ("pos", "neg")},
-                              toy_catalog)
+                              rated)
     assert ranker.metadata["neg"]["val_loss"] == saved["val_loss"]
     pos, neg = ranker.score(list(likes), list(dislikes), list(ex.candidates))
     order = ranker.prompt_order(list(ex.candidates))
     shown = finetune.Example(tuple(ex.candidates[i] for i in order), ex.queries)  # targets unused here
-    logits = [lg for _, lg in finetune.query_logits(ranker.model, smol_tokenizer, toy_catalog, shown, cfg, letter_ids)]
+    logits = [lg for _, lg in finetune.query_logits(ranker.model, smol_tokenizer, rated, shown, cfg, letter_ids)]
     np.testing.assert_allclose(pos[order], logits[0][0].detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(neg[order], logits[1][0].detach().numpy(), atol=1e-5)
 

@@ -72,6 +72,15 @@ def test_movie_text_drops_alternative_titles_and_year_by_default():
     assert prompts.movie_text(Movie(2, "Alien", None, ("Horror", "(no genres listed)")), show_year=True) == "Alien [Horror]"
 
 
+def test_candidates_carry_their_mean_rating_and_history_does_not():
+    alien = Movie(2, "Alien", 1979, ("Horror", "Sci-Fi"), rating=4.06)
+    unrated = Movie(3, "Up", 2009, ("Animation",))
+    assert prompts.movie_text(alien) == "Alien [Horror, Sci-Fi]"
+    assert prompts.movie_text(alien, rating=True) == "Alien [Horror, Sci-Fi] rated 4.1"
+    assert prompts.texts([alien, unrated], candidates=True) == ["Alien [Horror, Sci-Fi] rated 4.1", "Up [Animation]"]
+    assert prompts.texts([alien, unrated]) == ["Alien [Horror, Sci-Fi]", "Up [Animation]"]
+
+
 def test_letters_limit():
     assert prompts.letters(20) == "ABCDEFGHIJKLMNOPQRST"
     with pytest.raises(ValueError):
@@ -89,11 +98,12 @@ def test_letters_are_single_tokens_after_the_answer_opening(smol_tokenizer):  # 
     assert smol_tokenizer.decode(suffix[-1:]) == "("  # the answer letter is the very next token
 
 
-def test_real_prompt_stays_under_450_tokens(smol_tokenizer, toy_catalog):  # noqa: F811
-    movies = list(toy_catalog)
-    likes = [prompts.movie_text(m) for m in movies[:10]]
-    candidates = [prompts.movie_text(m) for m in movies[5:25]]
+def test_real_prompt_stays_under_550_tokens(smol_tokenizer, toy_catalog):  # noqa: F811
+    movies = list(toy_catalog.with_ratings({m.item_id: 3.0 + m.item_id / 100 for m in toy_catalog}))
+    likes = prompts.texts(movies[:10])
+    candidates = prompts.texts(movies[5:25], candidates=True)
+    assert all(" rated " in c for c in candidates)
     prompt = prompts.build("pos", likes, candidates)
     n_prefix = len(smol_tokenizer(prompt.prefix, add_special_tokens=False)["input_ids"])
     n_suffix = len(smol_tokenizer(prompt.suffix, add_special_tokens=False)["input_ids"])
-    assert n_prefix + n_suffix < 450  # 10 likes + 20 candidates with two genre tags each
+    assert n_prefix + n_suffix < 550  # 10 likes + 20 rated candidates with two genre tags each

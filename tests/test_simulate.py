@@ -17,6 +17,7 @@ from recsys.sim.session import (
     EmbeddingNegRanker,
     GenreOracleNegRanker,
     PopularRetriever,
+    RatingNegRanker,
     Round,
     SidesRanker,
     run_session,
@@ -148,6 +149,13 @@ def test_embedding_neg_ranker_scores_max_cosine_to_dislikes():
     assert pos is None and neg == pytest.approx([0.0, 0.6, 0.0])
     assert ranker.score([20], [10, 20], [30])[1] == pytest.approx([0.8])
     assert ranker.score([20], [], [30]) == (None, None)
+
+
+def test_rating_neg_ranker_pushes_low_rated_movies_down():
+    ranker = RatingNegRanker({10: 4.5, 20: 2.0, 30: 3.0})
+    pos, neg = ranker.score([10], [20], [10, 20, 99])
+    assert pos is None and neg == pytest.approx([-4.5, -2.0, -3.1667], abs=1e-3)  # unknown: the mean rating
+    assert ranker.score([10], [], [20]) == (None, None)
 
 
 def test_cached_and_sided_rankers_return_what_the_ranker_would(toy_catalog):

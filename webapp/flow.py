@@ -213,7 +213,7 @@ def make_card(services: Services, ctx: Context, item: Any, text: str, alpha: flo
         if badge else ""
     )
     return Card(item.rank, item.item_id, movie.title, movie.year, movie.genres, text or "", badge, reason,
-                alpha, float(item.score), item.base_rank, item.pos_rank, item.neg_rank)
+                alpha, float(item.score), item.base_rank, item.pos_rank, item.neg_rank, movie.rating)
 
 
 def base_notices(services: Services, settings: Settings) -> list[Notice]:

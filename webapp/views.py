@@ -33,6 +33,7 @@ class Card:
     base_rank: float | None
     pos_rank: float | None = None
     neg_rank: float | None = None
+    rating: float | None = None  # the catalog's mean rating (training data), what the LLM prompts show
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def card_html(card: Card) -> str:
     """A movie card's body (the buttons are gradio components beside it)."""
     year = f'<span class="mc-year">({card.year})</span>' if card.year else ""
     genres = " · ".join(escape(g) for g in card.genres if not g.startswith("("))
+    if card.rating is not None:
+        genres += f' <span class="mc-rating" title="mean MovieLens rating">★ {card.rating:.1f}</span>'
     moved = f'<p class="mc-moved">{escape(card.reason)}</p>' if card.reason else ""
     return (
         f'<div class="mc" data-item="{card.item_id}" data-rank="{card.rank}">'

@@ -144,6 +144,23 @@ class EmbeddingNegRanker:
         return None, sim.max(axis=1).astype(np.float32)
 
 
+class RatingNegRanker:
+    """Implements PreferenceRanker with the catalog's mean rating: neg = -rating (low-rated = more disliked).
+
+    The non-LLM baseline for what the LLM prompts show next to each candidate (letters-v5): the LLM's
+    negative model has to beat the number it reads. Movies without a rating score as the mean. pos is None.
+    """
+
+    def __init__(self, ratings: Mapping[int, float]):
+        self.ratings = dict(ratings)
+        self.mean = float(np.mean(list(self.ratings.values()))) if self.ratings else 0.0
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        if not dislikes or not candidates:
+            return None, None
+        return None, np.array([-self.ratings.get(int(c), self.mean) for c in candidates], dtype=np.float32)
+
+
 class OracleNegRanker:
     """Implements PreferenceRanker with the person's own ratings: neg = 1 for a movie they would 👎.
 
