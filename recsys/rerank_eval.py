@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import logging
 import platform
 from collections.abc import Callable, Sequence
@@ -95,10 +96,26 @@ def score_cases(ranker: PreferenceRanker, cases: Sequence[UserCase], desc: str) 
     return [ranker.score(c.likes, c.dislikes, c.candidates) for c in tqdm(cases, desc=desc, leave=False)]
 
 
-def rank_rows(cases: Sequence[UserCase], tuned: list[tuple], zero: list[tuple] | None) -> dict[str, np.ndarray]:
-    """Target ranks for every row of the table, from the cached model scores."""
+def reference_orders(split: Split, seed: int) -> dict[str, Callable[[UserCase], np.ndarray]]:
+    """Non-LLM orders of the same 20, to judge "LLM alone" against: random (seeded), most-rated first,
+    highest mean rating first (the number letters-v5 prompts show). Counts and means: training parts only."""
+    counts = Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
+    means = mean_ratings(split)
+    rng = np.random.default_rng(seed)
+    return {
+        "random order of the 20": lambda c: rng.permutation(len(c.candidates)),
+        "most-rated first": lambda c: np.argsort([-counts[i] for i in c.candidates], kind="stable"),
+        "highest mean rating first": lambda c: np.argsort([-means.get(i, 0.0) for i in c.candidates], kind="stable"),
+    }
+
+
+def rank_rows(cases: Sequence[UserCase], tuned: list[tuple], zero: list[tuple] | None,
+              references: dict[str, Callable[[UserCase], np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Target ranks for every row of the table, from the cached model scores (+ the reference orders)."""
     base = np.arange(1, N_CANDIDATES + 1)
     rows: dict[str, list[int]] = {"SASRec": [c.base_rank for c in cases]}
+    for name, order in (references or {}).items():
+        rows[name] = [reranked_rank(c, order(c)) for c in cases]
 
     def add(name: str, fn: Callable[[UserCase, tuple], np.ndarray], scored: list[tuple]) -> None:
         rows[name] = [reranked_rank(c, fn(c, s)) for c, s in zip(cases, scored, strict=True)]
@@ -141,7 +158,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker, zero
         cases = user_cases(split, scores, ho, protocol)
         tuned_s = score_cases(tuned, cases, f"{dataset} {protocol} tuned")
         zero_s = score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None
-        rows = rank_rows(cases, tuned_s, zero_s)
+        rows = rank_rows(cases, tuned_s, zero_s, reference_orders(split, seed))
         valid = np.array([c.target_pos >= 0 for c in cases])
         out[protocol] = {
             "all": {k: summarize(v) for k, v in rows.items()},

