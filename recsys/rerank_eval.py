@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import logging
 import platform
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
