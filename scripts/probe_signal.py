@@ -69,13 +69,14 @@ def main(args: argparse.Namespace) -> None:
         print(f"| {fname} | {task} | {(arr == 0).mean():.3f} | {(1 / (arr + 1)).mean():.3f} |")
     print(f"\nsoftmax over beta * mean rating (beta fitted on training examples); uniform = ln 20 = {math.log(20):.3f}\n")
     print("| task | beta | train CE | validation CE | validation top-1 |\n|---|---|---|---|---|")
+    def data(exs: list, task: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = [(features(catalog, counts, q, ex.candidates)["mean rating"], q.target)
+                for ex in exs for q in ex.queries if q.task == task]
+        return np.array([r for r, _ in rows]), np.array([t for _, t in rows])
+
     for task in ("pos", "neg"):
-        def data(exs):
-            rows = [(features(catalog, counts, q, ex.candidates)["mean rating"], q.target)
-                    for ex in exs for q in ex.queries if q.task == task]
-            return np.array([r for r, _ in rows]), np.array([t for _, t in rows])
-        x, y = data(train)
-        xv, yv = data(val)
+        x, y = data(train, task)
+        xv, yv = data(val, task)
         beta = min(np.linspace(-10, 10, 81), key=lambda b: softmax_ce(x, y, b)[0])
         ce_val, acc_val = softmax_ce(xv, yv, beta)
         print(f"| {task} | {beta:.2f} | {softmax_ce(x, y, beta)[0]:.3f} | {ce_val:.3f} | {acc_val:.3f} |")
