@@ -111,7 +111,8 @@ def header(result: Mapping[str, Any]) -> list[str]:
         f"Protocol: {result['protocol']}. SASRec (history only): best validation NDCG@10 "
         f"{stats.get('best_val_ndcg10', float('nan')):.4f}. α chosen on {len(users['validation'])} other people "
         f"(warm start, mean graded NDCG@10 over rounds): emb-neg α = {result['alpha']['emb']}, "
-        f"LLM pos+neg α = {result['alpha']['llm']} ({grid}). {llm}. People excluded as adapter-training users: "
+        + (f"rating-neg α = {result['alpha']['rating']}, " if "rating" in result["alpha"] else "")
+        + f"LLM pos+neg α = {result['alpha']['llm']} ({grid}). {llm}. People excluded as adapter-training users: "
         f"{users['excluded_adapter_users']} ({users['exclusion']}).",
     ]
 
