@@ -70,13 +70,18 @@ def person(split, retriever_dir: Path) -> tuple[list[int], list[int], list[int]]
     return likes, dislikes, PopularityRetriever(split).retrieve(likes, seen, 20)
 
 
+STAND_IN_LAYERS = list(range(24, 30))  # what scripts/train_adapters.sh trains: q,k,v,o on the top 6 of 30 layers
+STAND_IN_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
 def random_adapters(model, folder: Path) -> dict[str, Path]:
-    """Untrained stand-ins (same shapes as the shipped ones) when assets/adapters is empty."""
+    """Untrained stand-ins shaped like scripts/train_adapters.sh's when assets/adapters is empty."""
     from peft import LoraConfig, get_peft_model
 
     out = {}
     for name in llm.ADAPTER_NAMES:
-        cfg = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        cfg = LoraConfig(r=8, lora_alpha=32, target_modules=STAND_IN_MODULES, layers_to_transform=STAND_IN_LAYERS,
+                         init_lora_weights=False)
         peft_model = get_peft_model(model, cfg)
         peft_model.save_pretrained(str(folder / name))
         model = peft_model.unload()
@@ -98,13 +103,21 @@ def main(args: argparse.Namespace) -> None:
     ranker = llm.LetterRanker(model, tokenizer, adapters, catalog)
 
     letters = timings(lambda: ranker.score(likes, dislikes, candidates), args.runs, args.warmup)
+    rows = [llm.prompt_ids(tokenizer, llm.prompts.build(t, ranker.texts(h), ranker.texts(candidates, candidates=True)))
+            for t, h in (("pos", likes), ("neg", dislikes))]
+
+    @torch.inference_mode()
+    def base_pass() -> None:  # the floor: the same two prompts through the base model, no adapter work at all
+        with llm.adapters_off(ranker.model):
+            llm.full_hidden(ranker.model, rows, ranker.pad_id)
+
+    base = timings(base_pass, args.runs, args.warmup)
     generate = timings(lambda: ranker.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1)
-    lengths = [len(llm.prompt_ids(tokenizer, llm.prompts.build(t, ranker.texts(h), ranker.texts(candidates, candidates=True))))
-               for t, h in (("pos", likes), ("neg", dislikes))]
-    print(report(args, letters, generate, model, lengths, shipped))
+    print(report(args, letters, base, generate, model, [len(r) for r in rows], shipped))
 
 
-def report(args, letters: list[float], generate: list[float], model, lengths: list[int], shipped: bool) -> str:
+def report(args, letters: list[float], base: list[float], generate: list[float], model, lengths: list[int],
+           shipped: bool) -> str:
     device = model.get_output_embeddings().weight.device
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or
                platform.machine())
@@ -114,11 +127,12 @@ def report(args, letters: list[float], generate: list[float], model, lengths: li
         f"torch {torch.__version__}, dtype {model.dtype}, device {device}; "
         f"date {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"prompts (pos, neg): {lengths} tokens; "
-        f"adapters: {'shipped' if shipped else 'untrained stand-ins (same shapes)'}",
+        f"adapters: {'shipped' if shipped else 'untrained stand-ins (LoRA q,k,v,o on layers 24-29)'}",
         "",
         "| method (both adapters, 20 candidates) | runs | p50 ms | p95 ms |",
         "|---|---|---|---|",
         f"| letter logits, one batched pass | {len(letters)} | {p(letters, 50):.0f} | {p(letters, 95):.0f} |",
+        f"| (floor) the same two prompts through the base model | {len(base)} | {p(base, 50):.0f} | {p(base, 95):.0f} |",
         f"| generate a ranked list of 10 titles (80 new tokens) | {len(generate)} | "
         f"{p(generate, 50):.0f} | {p(generate, 95):.0f} |",
         f"| speed-up (p50) | | {statistics.median(generate) / statistics.median(letters):.1f}x | |",
