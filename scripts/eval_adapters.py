@@ -1,0 +1,138 @@
+"""Each preference adapter on its own: does it rank the held-out target above chance, calibrated or not?
+
+On the fine-tuning validation examples (users disjoint from the training users, built exactly as
+``recsys.finetune`` builds them), score every query's 20 candidates through ``LetterRanker`` (the app's
+code path) and report per task: cross-entropy of the letter softmax (uniform = ln 20), top-1 and MRR of
+the target; the same after letter-bias calibration (each letter's logit on content-free prompts
+subtracted, Zhao et al. 2021), for the fine-tuned adapters and for the base model (zero-shot); and the
+same 20 candidates ordered at random, by popularity and by mean rating. Issue 8, item 6.
+
+    python scripts/eval_adapters.py --adapters assets/adapters
+    python scripts/eval_adapters.py --checkpoint runs/fast/v5/both/checkpoint.pt \\
+        --lora-layers 24 25 26 27 28 29 --target-modules q_proj k_proj v_proj o_proj
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recsys import finetune, llm  # noqa: E402
+from recsys.catalog import Catalog  # noqa: E402
+from recsys.data import prepare  # noqa: E402
+
+
+def adapters_from_checkpoint(model, cfg: finetune.FinetuneConfig, checkpoint: Path, folder: Path) -> dict[str, Path]:
+    """Write the adapters a training checkpoint holds as peft folders (the base ``model`` is left unwrapped)."""
+    from peft import set_peft_model_state_dict
+
+    peft_model = finetune.add_lora(model, cfg)
+    blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for name, state in blob["adapters"].items():
+        set_peft_model_state_dict(peft_model, state, adapter_name=name)
+    peft_model.save_pretrained(str(folder), selected_adapters=list(blob["adapters"]))
+    peft_model.unload()
+    print(f"checkpoint {checkpoint}: step {blob['state']['step']}")
+    return {name: folder / name for name in blob["adapters"]}
+
+
+def metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """(n, 20) scores, (n,) target indices -> cross-entropy of softmax(scores), top-1, MRR."""
+    z = scores - scores.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    rank = (scores > scores[np.arange(len(targets)), targets][:, None]).sum(1)
+    return {"ce": float(-logp[np.arange(len(targets)), targets].mean()), "top1": float((rank == 0).mean()),
+            "mrr": float((1 / (rank + 1)).mean())}
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    cfg = finetune.FinetuneConfig(
+        dataset=args.dataset, user_fraction=args.user_fraction, max_examples_per_user=args.max_examples_per_user,
+        val_users=args.val_users, lora_layers=tuple(args.lora_layers) if args.lora_layers else None,
+        target_modules=tuple(args.target_modules),
+    )
+    ds, split = prepare(cfg.dataset)
+    retriever, _ = finetune.default_retriever(split, args.sasrec_dir, cfg.seed)
+    train_users, val_users = finetune.split_users(split, cfg)
+    catalog = finetune.with_ratings(Catalog(ds.items), split, [*train_users, *val_users])
+    val = finetune.build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: args.max_val_examples]
+    model, tokenizer = llm.load_base(cfg.base_model, args.cache_dir, "cpu")
+    folder = Path(tempfile.mkdtemp())
+    adapters = (adapters_from_checkpoint(model, cfg, args.checkpoint, folder) if args.checkpoint
+                else {n: args.adapters / n for n in llm.ADAPTER_NAMES})
+    ranker = llm.LetterRanker(model, tokenizer, adapters, catalog)
+    counts = Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
+    rng = np.random.default_rng(0)
+
+    rows: dict[str, dict[str, list]] = {}
+    targets: dict[str, list[int]] = {"pos": [], "neg": []}
+    ranker.config = replace(ranker.config, calibrate=True)  # each letter's content-free logit, measured once
+    bias = {(name, task): np.asarray(ranker.letter_bias(name, task, cfg.n_candidates))
+            for task in llm.ADAPTER_NAMES for name in (task, llm.BASE)}
+    ranker.config = replace(ranker.config, calibrate=False)  # raw scores below; calibration applied here
+    for ex in tqdm(val, desc="validation examples", mininterval=10):
+        cands = list(ex.candidates)
+        hist = {q.task: list(q.history) for q in ex.queries}
+        where = np.empty(len(cands), dtype=np.int64)  # candidate index -> its letter's position in the prompt
+        where[ranker.prompt_order(cands)] = np.arange(len(cands))
+        tuned = ranker.score(hist.get("pos", []), hist.get("neg", []), cands)
+        zero = ranker.score_zero_shot(hist.get("pos", []), hist.get("neg", []), cands)
+        rating = np.array([catalog[c].rating or 3.5 for c in cands])
+        for q in ex.queries:
+            side = 0 if q.task == "pos" else 1
+            sign = 1.0 if q.task == "pos" else -1.0
+            got = {
+                "fine-tuned": tuned[side], "fine-tuned, calibrated": tuned[side] - bias[(q.task, q.task)][where],
+                "base model (zero-shot)": zero[side],
+                "base model, calibrated": zero[side] - bias[(llm.BASE, q.task)][where],
+                "random order": rng.random(len(cands)),
+                "popularity (pos: most rated first; neg: least)": sign * np.log1p([counts[c] for c in cands]),
+                "mean rating (pos: highest first; neg: lowest)": sign * 2.0 * rating,
+            }
+            for name, s in got.items():
+                rows.setdefault(name, {"pos": [], "neg": []})[q.task].append(np.asarray(s, dtype=np.float64))
+            targets[q.task].append(q.target)
+
+    source = args.checkpoint or args.adapters
+    print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`; {datetime.now(UTC):%Y-%m-%d}; adapters: {source}")
+    print(f"{len(val)} validation examples from {len(val_users)} users disjoint from the {len(train_users)} training "
+          f"users; uniform: CE ln 20 = {math.log(20):.3f}, top-1 0.05, MRR 0.180. CE of the reference orders "
+          "is the softmax of their score (not fitted), so read their top-1/MRR.\n")
+    print("| scorer | pos CE | pos top-1 | pos MRR | neg CE | neg top-1 | neg MRR |\n|---|---|---|---|---|---|---|")
+    for name, by_task in rows.items():
+        cells = []
+        for task in ("pos", "neg"):
+            m = metrics(np.stack(by_task[task]), np.asarray(targets[task]))
+            cells += [f"{m['ce']:.3f}", f"{m['top1']:.3f}", f"{m['mrr']:.3f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--adapters", type=Path, default=Path("assets/adapters"))
+    p.add_argument("--checkpoint", type=Path, default=None, help="a finetune checkpoint.pt instead of --adapters")
+    p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="as trained (checkpoint only)")
+    p.add_argument("--target-modules", nargs="+", default=["q_proj", "v_proj"], help="as trained (checkpoint only)")
+    p.add_argument("--dataset", default="ml-latest-small")
+    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache"))
+    p.add_argument("--user-fraction", type=float, default=0.2)
+    p.add_argument("--max-examples-per-user", type=int, default=10)
+    p.add_argument("--val-users", type=int, default=60)
+    p.add_argument("--max-val-examples", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    main(p.parse_args())
