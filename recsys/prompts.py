@@ -21,9 +21,11 @@ The chat markup (ChatML, as SmolLM2 uses) is written out here rather than taken 
 chat template, because that template injects a default system prompt ("You are a helpful AI
 assistant named SmolLM...") that costs ~20 tokens per prompt and says nothing useful.
 
-Movies are shown by title only: a year costs 6 tokens in SmolLM2's vocabulary (" (", four digits,
-")"; digits are single tokens), which would take a real prompt (10 liked movies, 20 candidates) from
-~270 to ~450 tokens and double the ranking latency on a CPU.
+Movies are shown by title and their two most specific genres, without the year: a year costs 6
+tokens in SmolLM2's vocabulary (" (", four digits, ")"; digits are single tokens). Candidates also
+show the catalog's mean rating (letters-v5, ~5 tokens each): a real prompt (10 liked movies, 20
+candidates) is ~560 tokens, and the ranking pass is compute-bound, so every token costs latency
+(docs/BENCHMARKS.md §2).
 
 Change ``TEMPLATE_VERSION`` whenever any string here changes: adapters record the version they were
 trained with, and the ranker refuses adapters trained on another one.
