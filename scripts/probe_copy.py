@@ -1,10 +1,13 @@
-"""Mechanism probe for the preference adapters: can they learn to point at a movie at all?
+"""Mechanism probes for the preference adapters: can they learn to point at a movie at all?
 
-The "copy" task: a positive-task example whose liked list CONTAINS the right answer (inserted at a
+``--probe copy``: a positive-task example whose liked list CONTAINS the right answer (inserted at a
 random place). Any adapter that can read its prompt must learn this in a few dozen steps; one that
-cannot will never learn the real task. Same data builder, trainer and fast path as recsys.finetune.
+cannot will never learn the real task.
+``--probe rating``: a negative-task example whose answer is the candidate with the LOWEST mean rating
+shown in the prompt (letters-v5): can an adapter read the number next to each title and point at the
+smallest? Same data builder, trainer and fast path as recsys.finetune.
 
-    python scripts/probe_copy.py --lora-layers 24 25 26 27 28 29 --lr 3e-3
+    python scripts/probe_copy.py --probe copy --lora-layers 24 25 26 27 28 29 --lr 3e-3
 
 Prints the validation loss/accuracy per evaluation (uniform guess: ln 20 = 3.00, accuracy 0.05).
 """
@@ -40,8 +43,18 @@ def with_answer_in_history(examples: list[finetune.Example], seed: int) -> list[
     return out
 
 
+def with_lowest_rated_target(examples: list[finetune.Example], catalog: Catalog) -> list[finetune.Example]:
+    out = []
+    for ex in examples:
+        q = ex.queries[0]
+        target = int(np.argmin([catalog[c].rating if catalog[c].rating is not None else 5.0 for c in ex.candidates]))
+        out.append(finetune.Example(ex.candidates, (replace(q, target=target),)))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--probe", choices=["copy", "rating"], default="copy")
     p.add_argument("--lora-layers", type=int, nargs="+", default=[24, 25, 26, 27, 28, 29])
     p.add_argument("--target-modules", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"])
     p.add_argument("--lr", type=float, default=3e-3)
@@ -50,18 +63,23 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = replace(finetune.FinetuneConfig(), task="pos", user_fraction=args.user_fraction, max_examples_per_user=10,
+    cfg = replace(finetune.FinetuneConfig(), task="pos" if args.probe == "copy" else "neg", user_fraction=args.user_fraction, max_examples_per_user=10,
                   val_users=30, max_val_examples=60, epochs=args.epochs, batch_size=16, lr=args.lr, warmup_steps=5,
                   eval_every=10, lora_layers=tuple(args.lora_layers), target_modules=tuple(args.target_modules))
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, Path("assets/sasrec/ml-latest-small"), cfg.seed)
     train_users, val_users = finetune.split_users(split, cfg)
-    train = with_answer_in_history(finetune.build_examples(split, train_users, cfg, retriever, 0), 0)
-    val = with_answer_in_history(finetune.build_examples(split, val_users, cfg, retriever, 1), 1)[:60]
+    catalog = finetune.with_ratings(Catalog(ds.items), split, [*train_users, *val_users])  # as finetune.run
+    train = finetune.build_examples(split, train_users, cfg, retriever, 0)
+    val = finetune.build_examples(split, val_users, cfg, retriever, 1)[:60]
+    if args.probe == "copy":
+        train, val = with_answer_in_history(train, 0), with_answer_in_history(val, 1)
+    else:
+        train, val = with_lowest_rated_target(train, catalog), with_lowest_rated_target(val, catalog)
     model, tokenizer = llm.load_base(cfg.base_model, cfg.cache_dir, "cpu")
     started = time.time()
-    _, state = finetune.train_adapter(model, tokenizer, Catalog(ds.items), train, val, cfg)
-    print(json.dumps({"template": llm.prompts.TEMPLATE_VERSION, "train_examples": len(train),
+    _, state = finetune.train_adapter(model, tokenizer, catalog, train, val, cfg)
+    print(json.dumps({"probe": args.probe, "template": llm.prompts.TEMPLATE_VERSION, "train_examples": len(train),
                       "wall_s": round(time.time() - started), "evals": state.evals}))
 
 
