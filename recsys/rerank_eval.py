@@ -96,11 +96,12 @@ def score_cases(ranker: PreferenceRanker, cases: Sequence[UserCase], desc: str) 
     return [ranker.score(c.likes, c.dislikes, c.candidates) for c in tqdm(cases, desc=desc, leave=False)]
 
 
-def reference_orders(split: Split, seed: int) -> dict[str, Callable[[UserCase], np.ndarray]]:
+def reference_orders(split: Split, seed: int, means: dict[int, float] | None = None
+                     ) -> dict[str, Callable[[UserCase], np.ndarray]]:
     """Non-LLM orders of the same 20, to judge "LLM alone" against: random (seeded), most-rated first,
     highest mean rating first (the number letters-v5 prompts show). Counts and means: training parts only."""
     counts = Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
-    means = mean_ratings(split)
+    means = mean_ratings(split) if means is None else means
     rng = np.random.default_rng(seed)
     return {
         "random order of the 20": lambda c: rng.permutation(len(c.candidates)),
@@ -156,8 +157,8 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
     from recsys.sim.session import RatingNegRanker
 
     _, split = prepare(dataset)
-    references = reference_orders(split, seed)  # counts and means over every user's training part
-    rated = RatingNegRanker(mean_ratings(split))
+    means = mean_ratings(split)  # over every user's training part, before any user subsample
+    references, rated = reference_orders(split, seed, means), RatingNegRanker(means)
     retriever = SASRecRetriever.load(models_dir / f"{dataset}-sasrec-{seed}")
     ho = holdout(split, seed)
     users = np.random.default_rng(seed).permutation(len(split.sequences))[:max_users] if max_users else None
