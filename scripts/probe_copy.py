@@ -63,7 +63,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = replace(finetune.FinetuneConfig(), task="pos" if args.probe == "copy" else "neg", user_fraction=args.user_fraction, max_examples_per_user=10,
+    task = "pos" if args.probe == "copy" else "neg"
+    cfg = replace(finetune.FinetuneConfig(), task=task, user_fraction=args.user_fraction, max_examples_per_user=10,
                   val_users=30, max_val_examples=60, epochs=args.epochs, batch_size=16, lr=args.lr, warmup_steps=5,
                   eval_every=10, lora_layers=tuple(args.lora_layers), target_modules=tuple(args.target_modules))
     ds, split = prepare(cfg.dataset)
