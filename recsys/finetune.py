@@ -16,9 +16,16 @@ known wrong answer for "neg" and the disliked target a known wrong answer for "p
 learn to disagree. The shared list also runs once through the base model for both queries, as it
 does at inference. ``task="pos"``/``"neg"`` trains one adapter on single-task examples.
 
-Loss: cross-entropy over the 20 letter logits at the answer position, computed exactly as the ranker
-computes them (llm.full_hidden on the whole prompt, then llm.letter_logits). Validation: held-out users,
-loss vs the uniform guess ln(20), accuracy vs 1/20. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
+With ``labels="rated"`` (session 4) every candidate carries a label instead: the 20 candidates are
+drawn from the movies the person rated in the window right after ``c`` (training part only), and each
+query's target is a DISTRIBUTION over all 20, softmax(beta * rating) for "pos", softmax(-beta * rating)
+for "neg" (ListNet, Cao et al. 2007). One forward then teaches 20 graded answers instead of one, which
+is what the single-target examples lacked (docs/BENCHMARKS.md §2).
+
+Loss: cross-entropy over the 20 letter logits at the answer position (against the one target, or the
+rated distribution), computed exactly as the ranker computes them (llm.full_hidden on the whole prompt,
+then llm.letter_logits). Validation: held-out users, loss vs the uniform guess ln(20), accuracy vs 1/20,
+and for rated examples the rank correlation of the letter logits with the person's own ratings. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
 bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
 Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg):
@@ -46,6 +53,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from recsys import frozen, llm, prompts
@@ -76,6 +84,9 @@ class FinetuneConfig:
     like_min: float = 4.0
     dislike_max: float = 2.0
     min_history: int = 1
+    labels: Literal["next", "rated"] = "next"  # one next-item target per query, or every candidate's rating
+    rated_window: int = 50  # "rated": candidates are drawn from the next this-many rated movies after the cut
+    label_beta: float = 2.0  # "rated": target = softmax(+-beta * rating)
     # optimisation
     epochs: float = 1.0
     batch_size: int = 8  # examples per optimiser step (gradient accumulation, one prompt per forward)
@@ -104,11 +115,23 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class Query:
-    """Pick ``candidates[target]`` given ``history`` (raw ids, newest first)."""
+    """Pick ``candidates[target]`` given ``history`` (raw ids, newest first).
+
+    With ``ratings`` (the person's own rating of each candidate, in prompt order) the query is graded:
+    its target distribution is softmax(+-beta * ratings) and ``target`` is its best (pos) or worst (neg) one.
+    """
 
     task: prompts.Task
     history: tuple[int, ...]
     target: int  # index into the example's candidates
+    ratings: tuple[float, ...] | None = None
+
+    def soft_target(self, beta: float) -> torch.Tensor | None:
+        """(1, n) target distribution for a graded query; None for a single-target one."""
+        if self.ratings is None:
+            return None
+        sign = 1.0 if self.task == "pos" else -1.0
+        return torch.softmax(sign * beta * torch.tensor(self.ratings, dtype=torch.float32), 0)[None]
 
 
 @dataclass(frozen=True)
@@ -205,6 +228,49 @@ def user_examples(
     return examples
 
 
+def rated_examples(split: Split, u: int, cfg: FinetuneConfig, rng: np.random.Generator) -> list[Example]:
+    """Graded examples (``labels="rated"``) from user ``u``'s training sequence.
+
+    A cut ``c`` needs ``min_history`` liked movies before it, and ``n_candidates`` rated movies in the
+    window ``[c, c + rated_window)`` of which at least one the person liked and one disliked (so both
+    queries have something to find); the candidates are a random ``n_candidates`` of that window, in
+    random order, each labelled with the person's rating. The "neg" query joins when the person
+    disliked ``min_history`` movies before ``c``. Cuts are drawn at random, at most
+    ``max_examples_per_user``.
+    """
+    seq = split.train(u)
+    raw = split.item_ids[seq]
+    ratings = np.asarray(split.ratings[u][: len(seq)], dtype=float)
+    masks = task_masks(ratings, cfg)
+    valid = []
+    for c in range(1, len(seq) - cfg.n_candidates + 1):
+        window = ratings[c : c + cfg.rated_window]
+        if (masks["pos"][:c].sum() >= cfg.min_history and (window >= cfg.like_min).any()
+                and (window <= cfg.dislike_max).any()):
+            valid.append(c)
+    if len(valid) > cfg.max_examples_per_user:
+        valid = sorted(rng.choice(valid, cfg.max_examples_per_user, replace=False).tolist())
+    examples = []
+    for c in valid:
+        window = np.arange(c, min(len(seq), c + cfg.rated_window))
+        must = [int(rng.choice(window[ratings[window] >= cfg.like_min])),
+                int(rng.choice(window[ratings[window] <= cfg.dislike_max]))]
+        rest = rng.choice(np.setdiff1d(window, must), cfg.n_candidates - 2, replace=False)
+        picked = [must[i] for i in rng.permutation(2)] + [int(i) for i in rest]
+        picked = [picked[i] for i in rng.permutation(len(picked))]
+        shown = tuple(float(ratings[i]) for i in picked)
+        queries = []
+        for task in cfg.tasks:
+            history = tuple(int(i) for i in raw[:c][masks[task][:c]][::-1][: MAX_HISTORY[task]])
+            if len(history) < cfg.min_history:
+                continue
+            target = int(np.argmax(shown) if task == "pos" else np.argmin(shown))
+            queries.append(Query(task, history, target, shown))
+        if queries:
+            examples.append(Example(tuple(int(raw[i]) for i in picked), tuple(queries)))
+    return examples
+
+
 def build_examples(
     split: Split, users: Sequence[int], cfg: FinetuneConfig, retriever: Retriever, seed: int
 ) -> list[Example]:
@@ -213,7 +279,10 @@ def build_examples(
     pool = split.item_ids[1:]
     examples: list[Example] = []
     for u in users:
-        examples.extend(user_examples(split, u, cfg, retriever, pool, rng))
+        if cfg.labels == "rated":
+            examples.extend(rated_examples(split, u, cfg, rng))
+        else:
+            examples.extend(user_examples(split, u, cfg, retriever, pool, rng))
     return [examples[i] for i in rng.permutation(len(examples))]
 
 
@@ -266,20 +335,44 @@ def full_scorer(model: Any, tokenizer: Any, catalog: Catalog, cfg: FinetuneConfi
     return lambda ex: query_logits(model, tokenizer, catalog, ex, cfg, letter_ids)
 
 
+def query_loss(q: Query, logits: torch.Tensor, beta: float) -> torch.Tensor:
+    """Cross-entropy of the letter softmax against the query's target (one letter, or its rated distribution)."""
+    soft = q.soft_target(beta)
+    if soft is None:
+        return F.cross_entropy(logits, torch.tensor([q.target], device=logits.device))
+    return -(soft.to(logits.device) * F.log_softmax(logits, -1)).sum()
+
+
+def graded_correlation(q: Query, scores: Sequence[float]) -> float | None:
+    """Spearman correlation of ``scores`` with the task's reading of the person's ratings (pos: high first,
+    neg: low first); None for single-target queries or when every candidate has the same rating."""
+    if q.ratings is None or len(set(q.ratings)) < 2:
+        return None
+    sign = 1.0 if q.task == "pos" else -1.0
+    return float(spearmanr(scores, [sign * r for r in q.ratings]).statistic)
+
+
 @torch.no_grad()
-def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence[prompts.Task]) -> dict[str, float]:
-    """Per task: mean cross-entropy and accuracy of the letter choice on ``examples`` (dropout off)."""
+def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence[prompts.Task],
+             beta: float = FinetuneConfig.label_beta) -> dict[str, float]:
+    """Per task: mean loss and accuracy of the letter choice on ``examples`` (dropout off); for graded
+    queries also the mean rank correlation of the letter logits with the person's ratings."""
     was_training = model.training
     model.eval()
     losses: dict[str, list[float]] = {t: [] for t in tasks}
     hits: dict[str, list[float]] = {t: [] for t in tasks}
+    corrs: dict[str, list[float]] = {t: [] for t in tasks}
     for ex in examples:
         for q, logits in score(ex):
-            losses[q.task].append(F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)).item())
+            losses[q.task].append(query_loss(q, logits, beta).item())
             hits[q.task].append(float(logits.argmax(-1).item() == q.target))
+            corr = graded_correlation(q, logits[0].tolist())
+            if corr is not None:
+                corrs[q.task].append(corr)
     model.train(was_training)
     out = {f"{t}_loss": float(np.mean(losses[t])) for t in tasks}
-    return out | {f"{t}_accuracy": float(np.mean(hits[t])) for t in tasks}
+    out |= {f"{t}_accuracy": float(np.mean(hits[t])) for t in tasks}
+    return out | {f"{t}_spearman": float(np.mean(corrs[t])) for t in tasks if corrs[t]}
 
 
 def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
@@ -381,20 +474,20 @@ def train_adapter(
         log.info("starting at step %d/%d", state.step, total)
     score, train, val = scorer(model, tokenizer, catalog, train, val, cfg, letter_ids)
     if not state.evals:  # step 0 = the base model, zero-shot
-        state.evals.append({"step": 0, **evaluate(model, score, val, cfg.tasks)})
+        state.evals.append({"step": 0, **evaluate(model, score, val, cfg.tasks, cfg.label_beta)})
     plan = batches(len(train), cfg, total)
     model.train()
     started = time.monotonic() - state.wall_s
     bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=f"LoRA {cfg.task}", mininterval=10)
     for step in bar:
-        state.train_losses.append(train_step(score, [train[i] for i in plan[step]]))
+        state.train_losses.append(train_step(score, [train[i] for i in plan[step]], cfg.label_beta))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step, state.wall_s = step + 1, time.monotonic() - started
         out_of_time = cfg.max_minutes is not None and state.wall_s > 60 * cfg.max_minutes
         if state.step % cfg.eval_every == 0 or state.step == total or out_of_time:
-            state.evals.append({"step": state.step, **evaluate(model, score, val, cfg.tasks)})
+            state.evals.append({"step": state.step, **evaluate(model, score, val, cfg.tasks, cfg.label_beta)})
             log.info("step %d: train %.3f, %s", state.step, np.mean(state.train_losses[-cfg.eval_every:]),
                      ", ".join(f"{k} {v:.3f}" for k, v in state.evals[-1].items() if k != "step"))
         if checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or state.step == total or out_of_time):
@@ -418,13 +511,13 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
     return (lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
 
 
-def train_step(score: Scorer, batch: Sequence[Any]) -> float:
-    """Accumulate the mean cross-entropy over the batch's queries into the LoRA gradients; returns it."""
+def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig.label_beta) -> float:
+    """Accumulate the mean loss over the batch's queries into the LoRA gradients; returns it."""
     n_queries = sum(len(ex.queries) for ex in batch)
     total = 0.0
     for ex in batch:
         for q, logits in score(ex):
-            loss = F.cross_entropy(logits, torch.tensor([q.target], device=logits.device)) / n_queries
+            loss = query_loss(q, logits, beta) / n_queries
             loss.backward()  # frees this query's graph before the next one is built
             total += loss.item()
     return total
@@ -468,6 +561,8 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
         "train_loss": round(float(np.mean(state.train_losses[-cfg.eval_every:])), 4) if state.train_losses else None,
         "val_loss": round(final[f"{task}_loss"], 4), "val_accuracy": round(final[f"{task}_accuracy"], 4),
         "val_loss_zero_shot": round(zero[f"{task}_loss"], 4),
+        "labels": cfg.labels, "val_spearman": round(final[f"{task}_spearman"], 4) if f"{task}_spearman" in final else None,
+        "val_spearman_zero_shot": round(zero[f"{task}_spearman"], 4) if f"{task}_spearman" in zero else None,
         "val_accuracy_zero_shot": round(zero[f"{task}_accuracy"], 4),
         "uniform_loss": round(math.log(cfg.n_candidates), 4), "uniform_accuracy": round(1 / cfg.n_candidates, 4),
         "evals": state.evals, "hard_negatives": retriever, "letter_bias": letter_bias,
@@ -497,6 +592,18 @@ def with_ratings(catalog: Catalog, split: Split, exclude: Collection[int]) -> Ca
     return catalog.with_ratings(mean_ratings(split, [u for u in range(len(split.sequences)) if u not in skip]))
 
 
+def reference_spearman(examples: Sequence[Example], catalog: Catalog, tasks: Sequence[prompts.Task]) -> dict[str, float]:
+    """What the catalog's mean rating alone reaches on graded examples: the bar an adapter must clear."""
+    corrs: dict[str, list[float]] = {t: [] for t in tasks}
+    for ex in examples:
+        means = [catalog[i].rating if catalog[i].rating is not None else 0.0 for i in ex.candidates]
+        for q in ex.queries:
+            corr = graded_correlation(q, means if q.task == "pos" else [-m for m in means])
+            if corr is not None:
+                corrs[q.task].append(corr)
+    return {f"{t}_spearman_mean_rating": float(np.mean(c)) for t, c in corrs.items() if c}
+
+
 def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retriever, retriever_name: str
         ) -> dict[str, dict[str, Any]]:
     """Build data, train, save ``out_dir/<task>`` for each task; returns the metadata written."""
@@ -506,6 +613,9 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
     log.info("%s: %d examples from %d users, %d validation examples from %d users",
              cfg.task, len(train), len(train_users), len(val), len(val_users))
+    reference = reference_spearman(val, catalog, cfg.tasks)
+    if reference:
+        log.info("validation, catalog mean rating alone: %s", reference)
     device = llm.resolve_device(cfg.device)
     model, tokenizer = llm.load_base(cfg.base_model, cfg.cache_dir, device, load_in_4bit=device == "cuda")
     model, state = train_adapter(model, tokenizer, catalog, train, val, cfg, cfg.run_dir / cfg.task / "checkpoint.pt")
@@ -516,6 +626,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
         bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates)
         metas[task] = metadata(cfg, task, state, (len(train_users), len(val_users)), (len(train), len(val)),
                                retriever_name, bias, describe_machine(model))
+        metas[task]["val_spearman_mean_rating"] = reference.get(f"{task}_spearman_mean_rating")
     save_adapters(model, cfg.out_dir, metas)
     return metas
 
@@ -546,10 +657,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=d.run_dir)
     p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
     p.add_argument("--threads", type=int, default=None)
-    for name in ("user_fraction", "lr", "epochs", "max_minutes"):
+    p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
+                   help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
+    for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
-                 "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard"):
+                 "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard", "rated_window"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from recsys import finetune, llm
 from recsys.data import Dataset, to_split
@@ -158,3 +159,70 @@ def test_training_resumes_from_its_checkpoint(toy_split, toy_catalog, smol_token
     _, resumed = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
                                         examples, examples[:2], replace(stopped, max_minutes=None), ckpt)
     assert resumed.step == 4 and resumed.train_losses[0] == first.train_losses[0]
+
+
+@pytest.fixture
+def long_split(toy_items):
+    """10 users x 24 ratings over the 25 toy movies, chronological, ratings cycling 1..5."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for user in range(1, 11):
+        items = rng.choice(toy_items["item_id"].to_numpy(), 24, replace=False)
+        for t, item in enumerate(items):
+            rows.append((user, int(item), float(1 + (user * 3 + t * 2) % 5), 1000 * user + t))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return to_split(Dataset("toy", toy_items, inter))
+
+
+def test_rated_examples_label_every_candidate_with_the_persons_later_rating(long_split, tmp_path):
+    cfg = tiny_config(tmp_path, labels="rated", n_candidates=8, rated_window=12, max_examples_per_user=50)
+    n = 0
+    for u in range(len(long_split.sequences)):
+        train = [int(i) for i in long_split.item_ids[long_split.train(u)]]
+        ratings = dict(zip(train, long_split.ratings[u][: len(train)], strict=True))
+        for ex in finetune.rated_examples(long_split, u, cfg, np.random.default_rng(0)):
+            n += 1
+            assert len(ex.candidates) == 8 == len(set(ex.candidates)) and set(ex.candidates) <= set(train)
+            first = min(train.index(i) for i in ex.candidates)
+            assert max(train.index(i) for i in ex.candidates) < first + cfg.rated_window
+            assert {q.task for q in ex.queries} <= {"pos", "neg"} and ex.queries[0].task == "pos"
+            for q in ex.queries:
+                assert q.ratings == tuple(ratings[i] for i in ex.candidates)  # the person's own, in prompt order
+                assert min(q.ratings) <= cfg.dislike_max and max(q.ratings) >= cfg.like_min
+                best = max(q.ratings) if q.task == "pos" else min(q.ratings)
+                assert q.ratings[q.target] == best
+                assert all(train.index(i) < first for i in q.history)  # the history is before every candidate
+                good = (lambda r: r >= 4) if q.task == "pos" else (lambda r: r <= 2)
+                assert all(good(ratings[i]) for i in q.history)
+                soft = q.soft_target(cfg.label_beta)[0]
+                assert soft.sum().item() == pytest.approx(1.0) and int(soft.argmax()) in {
+                    k for k, r in enumerate(q.ratings) if r == best}
+    assert n > 0
+
+
+def test_graded_query_loss_and_correlation():
+    hard = finetune.Query("pos", (1,), 2)
+    logits = torch.tensor([[0.0, 1.0, 3.0]])
+    assert finetune.query_loss(hard, logits, 2.0).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, torch.tensor([2])).item())
+    assert finetune.graded_correlation(hard, [0, 1, 3]) is None
+    neg = finetune.Query("neg", (1,), 0, (1.0, 3.0, 5.0))
+    assert finetune.graded_correlation(neg, [3.0, 1.0, 0.0]) == pytest.approx(1.0)  # the worst scored highest
+    assert finetune.graded_correlation(finetune.Query("pos", (1,), 2, (1.0, 3.0, 5.0)), [3.0, 1.0, 0.0]) == -1.0
+    assert finetune.graded_correlation(finetune.Query("pos", (1,), 0, (4.0, 4.0)), [1.0, 0.0]) is None
+    # the loss is smallest when the letter softmax IS the rated distribution
+    target = neg.soft_target(2.0)
+    assert finetune.query_loss(neg, target.log(), 2.0) < finetune.query_loss(neg, torch.zeros(1, 3), 2.0)
+    assert finetune.query_loss(neg, target.log(), 2.0) < finetune.query_loss(neg, target.log().flip(-1), 2.0)
+
+
+def test_tiny_graded_overfit_learns_the_ratings(long_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", labels="rated", n_candidates=8, rated_window=12, lr=3e-2,
+                      epochs=15, eval_every=1000, lora_dropout=0.0)
+    examples = finetune.build_examples(long_split, range(len(long_split.sequences)), cfg, None, 0)[:4]
+    _, state = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
+                                      examples, examples, cfg)
+    assert state.train_losses[-1] < state.train_losses[0]
+    for t in cfg.tasks:
+        assert state.evals[-1][f"{t}_loss"] < state.evals[0][f"{t}_loss"]
+        assert state.evals[-1][f"{t}_spearman"] > max(0.5, state.evals[0][f"{t}_spearman"])
