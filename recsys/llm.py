@@ -15,10 +15,11 @@ Not for: building training data or the training loop (finetune.py), fusing ranks
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +40,28 @@ ADAPTER_NAMES = ("pos", "neg")
 METADATA_FILE = "metadata.json"
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 
-# CPU dtype, measured on this project's 2-core AMD EPYC (Zen 4, avx512_bf16), torch 2.13.0, 2 threads,
-# SmolLM2-135M, prefix 170 tokens + 2 suffixes of ~70 (scripts/bench_llm_latency.py --dtype ...):
-# bfloat16 ~1.4x faster than float32 for this ranking pass (oneDNN bf16 GEMMs), letter logits
-# identical in order on the test cases. Machines without native bf16 should pass dtype=torch.float32.
-CPU_DTYPE = torch.bfloat16
+# CPU dtype: bfloat16 only where the CPU computes it natively. Measured (torch 2.13.0, 2 threads,
+# SmolLM2-135M): on an AMD EPYC Zen 4 with avx512_bf16, bfloat16 was ~1.4x faster than float32 for the
+# ranking pass (oneDNN bf16 GEMMs); on an AMD EPYC with AVX2 only (2026-12-01), a 500-token forward took
+# 6.8 s in bfloat16 (emulated) and 1.56 s in float32. None = decide from the CPU's flags (cpu_dtype()).
+CPU_DTYPE: torch.dtype | None = None
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_dtype() -> torch.dtype:
+    """bfloat16 when the CPU has native bf16 arithmetic (Linux: /proc/cpuinfo flags), else float32."""
+    if CPU_DTYPE is not None:
+        return CPU_DTYPE
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: float32 is never the slow choice
+        return torch.float32
+    return dtype_for_cpu_flags(flags)
+
+
+def dtype_for_cpu_flags(flags: Iterable[str]) -> torch.dtype:
+    return torch.bfloat16 if set(flags) & set(NATIVE_BF16_FLAGS) else torch.float32
 
 
 @dataclass(frozen=True)
@@ -67,7 +85,7 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def default_dtype(device: str) -> torch.dtype:
-    return torch.bfloat16 if device.startswith("cuda") else CPU_DTYPE
+    return torch.bfloat16 if device.startswith("cuda") else cpu_dtype()
 
 
 def dequantised_checkpoint(package: str, cache_dir: Path) -> Path:

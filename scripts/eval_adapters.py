@@ -7,6 +7,11 @@ the target; the same after letter-bias calibration (each letter's logit on conte
 subtracted, Zhao et al. 2021), for the fine-tuned adapters and for the base model (zero-shot); and the
 same 20 candidates ordered at random, by popularity and by mean rating. Issue 8, item 6.
 
+``--labels rated``: the graded validation examples instead (every candidate is a movie the person rated
+soon after, ``recsys.finetune --labels rated``), with one more column per task: the mean Spearman
+correlation of each scorer's order with the person's own ratings (pos: high first, neg: low first);
+the mean rating's column is the bar an adapter trained on these labels must clear.
+
     python scripts/eval_adapters.py --adapters assets/adapters
     python scripts/eval_adapters.py --checkpoint runs/fast/v5/both/checkpoint.pt \\
         --lora-layers 24 25 26 27 28 29 --target-modules q_proj k_proj v_proj o_proj
@@ -63,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
     cfg = finetune.FinetuneConfig(
         dataset=args.dataset, user_fraction=args.user_fraction, max_examples_per_user=args.max_examples_per_user,
         val_users=args.val_users, lora_layers=tuple(args.lora_layers) if args.lora_layers else None,
-        target_modules=tuple(args.target_modules),
+        target_modules=tuple(args.target_modules), labels=args.labels,
     )
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, args.sasrec_dir, cfg.seed)
@@ -80,6 +85,7 @@ def main(args: argparse.Namespace) -> None:
 
     rows: dict[str, dict[str, list]] = {}
     targets: dict[str, list[int]] = {"pos": [], "neg": []}
+    queries: dict[str, list[finetune.Query]] = {"pos": [], "neg": []}
     ranker.config = replace(ranker.config, calibrate=True)  # each letter's content-free logit, measured once
     bias = {(name, task): np.asarray(ranker.letter_bias(name, task, cfg.n_candidates))
             for task in llm.ADAPTER_NAMES for name in (task, llm.BASE)}
@@ -106,18 +112,25 @@ def main(args: argparse.Namespace) -> None:
             for name, s in got.items():
                 rows.setdefault(name, {"pos": [], "neg": []})[q.task].append(np.asarray(s, dtype=np.float64))
             targets[q.task].append(q.target)
+            queries[q.task].append(q)
 
     source = args.checkpoint or args.adapters
     print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`; {datetime.now(UTC):%Y-%m-%d}; adapters: {source}")
     print(f"{len(val)} validation examples from {len(val_users)} users disjoint from the {len(train_users)} training "
           f"users; uniform: CE ln 20 = {math.log(20):.3f}, top-1 0.05, MRR 0.180. CE of the reference orders "
           "is the softmax of their score (not fitted), so read their top-1/MRR.\n")
-    print("| scorer | pos CE | pos top-1 | pos MRR | neg CE | neg top-1 | neg MRR |\n|---|---|---|---|---|---|---|")
+    graded = args.labels == "rated"
+    cols = ["CE", "top-1", "MRR", *(["Spearman"] if graded else [])]
+    print("| scorer | " + " | ".join(f"{t} {c}" for t in ("pos", "neg") for c in cols) + " |")
+    print("|---" * (1 + 2 * len(cols)) + "|")
     for name, by_task in rows.items():
         cells = []
         for task in ("pos", "neg"):
             m = metrics(np.stack(by_task[task]), np.asarray(targets[task]))
             cells += [f"{m['ce']:.3f}", f"{m['top1']:.3f}", f"{m['mrr']:.3f}"]
+            if graded:
+                rho = [finetune.graded_correlation(q, s) for q, s in zip(queries[task], by_task[task], strict=True)]
+                cells.append(f"{np.mean([r for r in rho if r is not None]):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
@@ -135,4 +148,6 @@ if __name__ == "__main__":
     p.add_argument("--val-users", type=int, default=60)
     p.add_argument("--max-val-examples", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--labels", choices=["next", "rated"], default="next",
+                   help="next-item validation examples, or graded ones (every candidate rated by the person)")
     main(p.parse_args())
