@@ -87,8 +87,9 @@ def main(args: argparse.Namespace) -> None:
     targets: dict[str, list[int]] = {"pos": [], "neg": []}
     queries: dict[str, list[finetune.Query]] = {"pos": [], "neg": []}
     ranker.config = replace(ranker.config, calibrate=True)  # each letter's content-free logit, measured once
+    names = (lambda task: (task,)) if args.no_zero_shot else (lambda task: (task, llm.BASE))
     bias = {(name, task): np.asarray(ranker.letter_bias(name, task, cfg.n_candidates))
-            for task in llm.ADAPTER_NAMES for name in (task, llm.BASE)}
+            for task in llm.ADAPTER_NAMES for name in names(task)}
     ranker.config = replace(ranker.config, calibrate=False)  # raw scores below; calibration applied here
     for ex in tqdm(val, desc="validation examples", mininterval=10):
         cands = list(ex.candidates)
@@ -96,15 +97,16 @@ def main(args: argparse.Namespace) -> None:
         where = np.empty(len(cands), dtype=np.int64)  # candidate index -> its letter's position in the prompt
         where[ranker.prompt_order(cands)] = np.arange(len(cands))
         tuned = ranker.score(hist.get("pos", []), hist.get("neg", []), cands)
-        zero = ranker.score_zero_shot(hist.get("pos", []), hist.get("neg", []), cands)
+        zero = None if args.no_zero_shot else ranker.score_zero_shot(hist.get("pos", []), hist.get("neg", []), cands)
         rating = np.array([catalog[c].rating or 3.5 for c in cands])
         for q in ex.queries:
             side = 0 if q.task == "pos" else 1
             sign = 1.0 if q.task == "pos" else -1.0
             got = {
                 "fine-tuned": tuned[side], "fine-tuned, calibrated": tuned[side] - bias[(q.task, q.task)][where],
-                "base model (zero-shot)": zero[side],
-                "base model, calibrated": zero[side] - bias[(llm.BASE, q.task)][where],
+                **({} if zero is None else {
+                    "base model (zero-shot)": zero[side],
+                    "base model, calibrated": zero[side] - bias[(llm.BASE, q.task)][where]}),
                 "random order": rng.random(len(cands)),
                 "popularity (pos: most rated first; neg: least)": sign * np.log1p([counts[c] for c in cands]),
                 "mean rating (pos: highest first; neg: lowest)": sign * 2.0 * rating,
@@ -148,6 +150,7 @@ if __name__ == "__main__":
     p.add_argument("--val-users", type=int, default=60)
     p.add_argument("--max-val-examples", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-zero-shot", action="store_true", help="skip the base-model rows (half the time)")
     p.add_argument("--labels", choices=["next", "rated"], default="next",
                    help="next-item validation examples, or graded ones (every candidate rated by the person)")
     main(p.parse_args())
