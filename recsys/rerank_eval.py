@@ -93,7 +93,11 @@ def reranked_rank(case: UserCase, order: np.ndarray) -> int:
 
 
 def score_cases(ranker: PreferenceRanker, cases: Sequence[UserCase], desc: str) -> list[tuple]:
-    return [ranker.score(c.likes, c.dislikes, c.candidates) for c in tqdm(cases, desc=desc, leave=False)]
+    """Scores of each case's 20; (None, None) where the target is not among them (no re-ordering can
+    move it: ``reranked_rank`` keeps SASRec's rank), which spares the LLM most of the users."""
+    valid = [c for c in cases if c.target_pos >= 0]
+    scored = iter([ranker.score(c.likes, c.dislikes, c.candidates) for c in tqdm(valid, desc=desc, leave=False)])
+    return [next(scored) if c.target_pos >= 0 else (None, None) for c in cases]
 
 
 def reference_orders(split: Split, seed: int, means: dict[int, float] | None = None
@@ -110,6 +114,7 @@ def reference_orders(split: Split, seed: int, means: dict[int, float] | None = N
     }
 
 
+PROTOCOLS = ("full", "sampled-100")
 NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people chose for rating-neg (BENCHMARKS §5)
 
 
@@ -153,7 +158,7 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
 
 
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
-        max_users: int | None) -> dict:
+        max_users: int | None, protocols: Sequence[str] = PROTOCOLS) -> dict:
     from recsys.sim.session import RatingNegRanker
 
     _, split = prepare(dataset)
@@ -168,7 +173,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
         ho = Holdout([ho.histories[u] for u in users], ho.targets[users], ho.negatives[users])
     scores = score_all(retriever.model, ho.histories, retriever.model.cfg.max_len)
     out = {}
-    for protocol in ("full", "sampled-100"):
+    for protocol in protocols:
         cases = user_cases(split, scores, ho, protocol)
         tuned_s = score_cases(tuned, cases, f"{dataset} {protocol} tuned") if tuned is not None else None
         zero_s = score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None
@@ -186,14 +191,16 @@ def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=(
              "HR@10", "MRR@10")) -> str:
     seeds = sorted(results)
     first = results[seeds[0]]
-    lines = [f"**{dataset}**, users: {subset} (n = {first['full']['n_users' if subset == 'all' else 'n_valid']} "
-             f"full / {first['sampled-100']['n_users' if subset == 'all' else 'n_valid']} sampled), "
-             f"seeds {seeds}, mean ± sd", "",
-             "| row | " + " | ".join(f"full {c}" for c in cols) + " | " + " | ".join(f"s-100 {c}" for c in cols) + " |",
-             "|" + "---|" * (1 + 2 * len(cols))]
+    protocols = [p for p in PROTOCOLS if p in first]
+    short = {"full": "full", "sampled-100": "s-100"}
+    key = "n_users" if subset == "all" else "n_valid"
+    lines = [f"**{dataset}**, users: {subset} (n = " + " / ".join(f"{first[p][key]} {p}" for p in protocols)
+             + f"), seeds {seeds}, mean ± sd", "",
+             "| row | " + " | ".join(f"{short[p]} {c}" for p in protocols for c in cols) + " |",
+             "|" + "---|" * (1 + len(protocols) * len(cols))]
     for row in first["full"][subset]:
         cells = [row]
-        for p in ("full", "sampled-100"):
+        for p in protocols:
             for c in cols:
                 vals = [results[s][p][subset][row][c] for s in seeds]
                 cells.append(f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else ""))
@@ -211,26 +218,36 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-zero-shot", action="store_true")
     p.add_argument("--no-llm", action="store_true", help="only SASRec, the reference orders and rating-neg")
     p.add_argument("--max-users", type=int, default=None)
+    p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
+                   help="full ranking always comes first; sampled-100 only beside it")
     p.add_argument("--out", type=Path, default=Path("runs/rerank"))
     return p
 
 
 def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_model: str, no_zero_shot: bool,
-         no_llm: bool, max_users: int | None, out: Path) -> str:
+         no_llm: bool, max_users: int | None, out: Path, protocols: Sequence[str] = PROTOCOLS) -> str:
     from recsys.catalog import Catalog
 
+    if "full" not in protocols:
+        raise SystemExit("--protocols must include full: sampled-100 numbers only beside full-ranking ones")
     ds, split = prepare(dataset)
     tuned, zero = None, None
     if not no_llm:
-        from recsys.llm import load_ranker  # local: the LLM stack only when it runs
+        from recsys import llm  # local: the LLM stack only when it runs
 
-        tuned = load_ranker(base_model, Path(".cache"), adapters, Catalog(ds.items).with_ratings(mean_ratings(split)))
-        zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
-    results = {s: run(dataset, s, models_dir, tuned, zero, max_users) for s in seeds}
+        catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
+        if all((adapters / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES):
+            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog)
+            zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
+        elif not no_zero_shot:  # no adapters: the base model's zero-shot rows still belong in the table
+            log.warning("no adapters in %s: only the zero-shot LLM rows", adapters)
+            model, tokenizer = llm.load_base(base_model, Path(".cache"), llm.resolve_device("auto"))
+            zero = llm.LetterRanker(model, tokenizer, None, catalog)
+    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols) for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
-             f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters}_")
+             f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}_")
     return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid")])
 
 

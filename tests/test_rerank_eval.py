@@ -77,3 +77,33 @@ def test_reference_orders_reorder_only_the_top_20():
         assert np.all(rows[name][valid] < 20)
     order = refs["most-rated first"](cases[0])
     assert sorted(order.tolist()) == list(range(len(cases[0].candidates)))
+
+
+def test_score_cases_calls_the_ranker_only_where_reordering_can_matter():
+    from recsys.rerank_eval import UserCase, score_cases
+
+    class Counting:
+        def __init__(self):
+            self.seen = []
+
+        def score(self, likes, dislikes, candidates):
+            self.seen.append(tuple(candidates))
+            return np.arange(len(candidates), dtype=np.float32), None
+
+    cases = [UserCase([1], [], list(range(20)), 4, 4), UserCase([1], [], list(range(20, 40)), -1, 33),
+             UserCase([1], [], list(range(40, 60)), 0, 0)]
+    ranker = Counting()
+    scored = score_cases(ranker, cases, "test")
+    assert ranker.seen == [tuple(range(20)), tuple(range(40, 60))]
+    assert scored[1] == (None, None) and scored[0][0] is not None and scored[2][0] is not None
+    rows = rank_rows(cases, scored, None)
+    assert rows["retrieval + pos (α=0.6)"][1] == 33 and rows["fine-tuned pos alone"][0] == 15  # 15 higher scores
+
+
+def test_markdown_with_full_ranking_only():
+    from recsys.rerank_eval import markdown
+
+    cell = {"NDCG@10": 0.1}
+    result = {"full": {"all": {"SASRec": cell}, "valid": {"SASRec": cell}, "n_users": 5, "n_valid": 2}}
+    table = markdown({42: result}, "toy", cols=("NDCG@10",))
+    assert "n = 5 full" in table and "s-100" not in table and "| SASRec | 0.1000 |" in table
