@@ -25,8 +25,8 @@ is what the single-target examples lacked (docs/BENCHMARKS.md §2).
 Loss: cross-entropy over the 20 letter logits at the answer position (against the one target, or the
 rated distribution), computed exactly as the ranker computes them (llm.full_hidden on the whole prompt,
 then llm.letter_logits). Validation: held-out users, loss vs the uniform guess ln(20), accuracy vs 1/20,
-and for rated examples the rank correlation of the letter logits with the person's own ratings. LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4,
-bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
+and for rated examples the rank correlation of the letter logits with the person's own ratings.
+LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4, bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
 Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg):
     python -m recsys.finetune --threads 2 --max-minutes 60
@@ -596,7 +596,7 @@ def reference_spearman(examples: Sequence[Example], catalog: Catalog, tasks: Seq
     """What the catalog's mean rating alone reaches on graded examples: the bar an adapter must clear."""
     corrs: dict[str, list[float]] = {t: [] for t in tasks}
     for ex in examples:
-        means = [catalog[i].rating if catalog[i].rating is not None else 0.0 for i in ex.candidates]
+        means = [catalog[i].rating if catalog[i].rating is not None else 3.5 for i in ex.candidates]  # none: mid-scale
         for q in ex.queries:
             corr = graded_correlation(q, means if q.task == "pos" else [-m for m in means])
             if corr is not None:

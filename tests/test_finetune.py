@@ -18,17 +18,23 @@ from tests.fakes import FakeRetriever
 from tests.test_llm import make_tiny_model, one_thread, smol_tokenizer  # noqa: F401  (fixtures)
 
 
-@pytest.fixture
-def toy_split(toy_items):
-    """12 users x 12 ratings over the 25 toy movies, chronological, ratings cycling 1..5."""
-    rng = np.random.default_rng(0)
+def make_split(toy_items, n_users: int, per_user: int, step: tuple[int, int], seed: int):
+    """``n_users`` x ``per_user`` ratings over the 25 toy movies, chronological; user u's t-th rating is
+    1 + (step[0] * u + step[1] * t) % 5."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for user in range(1, 13):
-        items = rng.choice(toy_items["item_id"].to_numpy(), 12, replace=False)
+    for user in range(1, n_users + 1):
+        items = rng.choice(toy_items["item_id"].to_numpy(), per_user, replace=False)
         for t, item in enumerate(items):
-            rows.append((user, int(item), float(1 + (user + t) % 5), 1000 * user + t))
+            rows.append((user, int(item), float(1 + (step[0] * user + step[1] * t) % 5), 1000 * user + t))
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     return to_split(Dataset("toy", toy_items, inter))
+
+
+@pytest.fixture
+def toy_split(toy_items):
+    """12 users x 12 ratings, ratings cycling 1..5."""
+    return make_split(toy_items, 12, 12, (1, 1), 0)
 
 
 def tiny_config(tmp_path, **changes) -> finetune.FinetuneConfig:
@@ -163,15 +169,8 @@ def test_training_resumes_from_its_checkpoint(toy_split, toy_catalog, smol_token
 
 @pytest.fixture
 def long_split(toy_items):
-    """10 users x 24 ratings over the 25 toy movies, chronological, ratings cycling 1..5."""
-    rng = np.random.default_rng(1)
-    rows = []
-    for user in range(1, 11):
-        items = rng.choice(toy_items["item_id"].to_numpy(), 24, replace=False)
-        for t, item in enumerate(items):
-            rows.append((user, int(item), float(1 + (user * 3 + t * 2) % 5), 1000 * user + t))
-    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    return to_split(Dataset("toy", toy_items, inter))
+    """10 users x 24 ratings: long enough for graded examples of 8 candidates."""
+    return make_split(toy_items, 10, 24, (3, 2), 1)
 
 
 def test_rated_examples_label_every_candidate_with_the_persons_later_rating(long_split, tmp_path):
@@ -226,3 +225,13 @@ def test_tiny_graded_overfit_learns_the_ratings(long_split, toy_catalog, smol_to
     for t in cfg.tasks:
         assert state.evals[-1][f"{t}_loss"] < state.evals[0][f"{t}_loss"]
         assert state.evals[-1][f"{t}_spearman"] > max(0.5, state.evals[0][f"{t}_spearman"])
+
+
+def test_reference_spearman_reads_the_printed_mean(long_split, toy_catalog, tmp_path):
+    cfg = tiny_config(tmp_path, labels="rated", n_candidates=8, rated_window=12)
+    examples = finetune.build_examples(long_split, range(len(long_split.sequences)), cfg, None, 0)[:6]
+    ex = examples[0]
+    own = dict(zip(ex.candidates, ex.queries[0].ratings, strict=True))  # print the person's own ratings as the means
+    rated = toy_catalog.with_ratings({m.item_id: own.get(m.item_id, 3.0) for m in toy_catalog})
+    ref = finetune.reference_spearman([ex], rated, cfg.tasks)
+    assert all(v == pytest.approx(1.0) for v in ref.values()) and "pos_spearman_mean_rating" in ref
