@@ -48,14 +48,16 @@ CPU_DTYPE: torch.dtype | None = None
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-@functools.cache
 def cpu_dtype() -> torch.dtype:
-    """bfloat16 when the CPU has native bf16 arithmetic (Linux: /proc/cpuinfo flags), else float32."""
-    if CPU_DTYPE is not None:
-        return CPU_DTYPE
+    """``CPU_DTYPE`` when set, else bfloat16 when the CPU has native bf16 arithmetic, else float32."""
+    return CPU_DTYPE if CPU_DTYPE is not None else _dtype_from_cpuinfo()
+
+
+@functools.cache
+def _dtype_from_cpuinfo() -> torch.dtype:
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: float32 is never the slow choice
+        flags = Path("/proc/cpuinfo").read_text().split()  # Linux
+    except OSError:  # elsewhere: float32 is never the slow choice
         return torch.float32
     return dtype_for_cpu_flags(flags)
 

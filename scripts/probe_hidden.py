@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from tqdm.auto import tqdm
@@ -85,8 +86,6 @@ def main(args: argparse.Namespace) -> None:
           f"model dtype {model.dtype}\n")
     print("| token | layer | R² printed mean rating | R² person's rating | Spearman person's rating |")
     print("|---|---|---|---|---|")
-    from scipy.stats import spearmanr
-
     for (where, layer), rows in feats.items():
         x = np.concatenate(rows)
         cells = []
