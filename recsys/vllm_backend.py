@@ -12,6 +12,9 @@ Log-probabilities differ from LetterRanker's logits by one constant per prompt, 
 Differences from recsys.llm.LetterRanker: the server tokenises prefix + suffix as one string (the
 in-process ranker tokenises them separately; the boundary falls after a newline, and the test suite
 checks with SmolLM2's tokenizer that both give the same ids), and content-free calibration is not applied.
+Adapters trained with ``--adapter-scope answer`` (metadata "adapter_scope": "answer") cannot be served
+this way: vLLM applies a LoRA adapter to every token of the prompt, and those adapters were trained to
+act at the answer position only (recsys/llm.py), so the server would compute something else.
 Not for: training, or serving the model (that is vLLM's job; see docs/SCALING.md).
 """
 

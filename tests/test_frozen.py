@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +32,17 @@ def lora_model(vocab_size: int, cfg: finetune.FinetuneConfig):
     return model
 
 
+def logits_and_grads(model, params, scores):
+    """Each query's letter logits and the LoRA gradients of its cross-entropy, one query at a time."""
+    logits, grads = [], []
+    for q, lg in scores:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(lg, torch.tensor([q.target])).backward()
+        logits.append(lg.detach())
+        grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params])
+    return logits, grads
+
+
 def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
     cfg = tiny_config(tmp_path, task="both", lora_layers=(1, 2), lora_dropout=0.0)
     users, _ = finetune.split_users(toy_split, cfg)
@@ -39,19 +53,10 @@ def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer
     for p in params:
         p.requires_grad_(True)
 
-    def run(scores):
-        logits, grads = [], []
-        for q, lg in scores:
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(lg, torch.tensor([q.target])).backward()
-            logits.append(lg.detach())
-            grads.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params])
-        return logits, grads
-
     for ex in examples:
-        full_logits, full_grads = run(finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids))
+        full_logits, full_grads = logits_and_grads(model, params, finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids))
         fast = frozen.precompute_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, 1)
-        fast_logits, fast_grads = run(frozen.query_logits(model, fast, 1, letter_ids, n_tasks=2))
+        fast_logits, fast_grads = logits_and_grads(model, params, frozen.query_logits(model, fast, 1, letter_ids, n_tasks=2))
         assert len(full_logits) == len(fast_logits) == 2
         for a, b in zip(full_logits, fast_logits, strict=True):
             torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
@@ -71,3 +76,98 @@ def test_training_on_frozen_features_learns(toy_split, toy_catalog, smol_tokeniz
                                       examples, examples, cfg)
     for t in cfg.tasks:
         assert state.evals[-1][f"{t}_loss"] < 0.5 * state.evals[0][f"{t}_loss"]
+
+
+# ------------------------------------------------------------------ answer-scoped adapters (llm.answer_hidden)
+
+
+def test_answer_pass_without_adapters_equals_the_full_pass(smol_tokenizer):  # noqa: F811
+    """Base pass + cached last token = one whole pass, left padding included (rows of different lengths)."""
+    model = tiny_three_layer_model(len(smol_tokenizer))
+    rows = [list(range(5, 40)), list(range(7, 25))]
+    with torch.no_grad():
+        full = llm.full_hidden(model, rows, 0)
+        answer = llm.answer_hidden(model, rows, 0)
+    torch.testing.assert_close(answer, full, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="scope"):
+        llm.scoped_hidden(model, rows, 0, scope="everywhere")
+
+
+def test_answer_scoped_adapters_act_at_the_last_token_only(smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", lora_dropout=0.0, adapter_scope="answer")
+    model = lora_model(len(smol_tokenizer), cfg).eval()
+    rows = [list(range(5, 40)), list(range(7, 25))]
+    with torch.no_grad():
+        batched = llm.answer_hidden(model, rows, 0, ["pos", "neg"])
+        singles = []
+        for row, name in zip(rows, ["pos", "neg"], strict=True):
+            model.set_adapter(name)
+            singles.append(llm.answer_hidden(model, [row], 0)[0])
+        everywhere = llm.full_hidden(model, rows, 0, ["pos", "neg"])
+        base = llm.answer_hidden(model, rows, 0, [llm.BASE, llm.BASE])
+        with llm.adapters_off(model):
+            plain = llm.full_hidden(model, rows, 0)
+    torch.testing.assert_close(batched, torch.stack(singles), atol=1e-5, rtol=1e-4)  # mixed batch = one by one
+    torch.testing.assert_close(base, plain, atol=1e-5, rtol=1e-4)
+    assert (batched - everywhere).abs().max() > 0.1  # acting at one token is not acting everywhere
+    assert (batched - plain).abs().max() > 0.1  # and it does act
+
+
+def test_stored_base_pass_equals_the_answer_pass(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    """Training on stored keys/values computes what the ranker computes, gradients included."""
+    for first in (0, 1):
+        cfg = tiny_config(tmp_path, task="both", lora_dropout=0.0, adapter_scope="answer",
+                          lora_layers=(first, 2), frozen_dtype="float32")
+        users, _ = finetune.split_users(toy_split, cfg)
+        examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:2]
+        model = lora_model(len(smol_tokenizer), cfg).train()
+        letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
+        params = [p for n, p in model.named_parameters() if "lora_" in n]
+        for p in params:
+            p.requires_grad_(True)
+
+        for ex in examples:
+            ref_logits, ref_grads = logits_and_grads(model, params, finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids))
+            stored = frozen.precompute_answer_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, first,
+                                                  torch.float32)
+            fast_logits, fast_grads = logits_and_grads(model, params, frozen.answer_query_logits(model, stored, first, letter_ids, n_tasks=2))
+            for a, b in zip(ref_logits, fast_logits, strict=True):
+                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+                assert a.std() > 0.1
+            for ga, gb in zip(ref_grads, fast_grads, strict=True):
+                for x, y in zip(ga, gb, strict=True):
+                    torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3)
+            assert any(float(g.abs().sum()) > 0 for g in fast_grads[0])
+
+
+def test_answer_scoped_training_learns(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", lr=3e-2, epochs=12, eval_every=1000, lora_dropout=0.0,
+                      adapter_scope="answer")
+    users, _ = finetune.split_users(toy_split, cfg)
+    examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:4]
+    _, state = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
+                                      examples, examples, cfg)
+    for t in cfg.tasks:
+        assert state.evals[-1][f"{t}_loss"] < 0.5 * state.evals[0][f"{t}_loss"]
+
+
+def test_the_stored_base_pass_is_reused_only_for_the_same_examples(toy_split, toy_catalog, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, adapter_scope="answer")
+    users, _ = finetune.split_users(toy_split, cfg)
+    examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)
+    calls = []
+
+    def compute(tag):
+        def f():
+            calls.append(tag)
+            return [torch.full((2,), float(len(calls)))], []
+        return f
+
+    first = finetune.cached_base_pass(cfg, examples[:3], examples[3:4], compute("a"))
+    again = finetune.cached_base_pass(cfg, examples[:3], examples[3:4], compute("b"))
+    other = finetune.cached_base_pass(cfg, examples[:2], examples[3:4], compute("c"))
+    assert calls == ["a", "c"]
+    torch.testing.assert_close(again[0][0], first[0][0])
+    assert float(other[0][0][0]) == 2.0
+    deeper = finetune.cached_base_pass(replace(cfg, lora_layers=(1, 2)), examples[:3], examples[3:4], compute("d"))
+    assert calls == ["a", "c", "d"] and float(deeper[0][0][0]) == 3.0

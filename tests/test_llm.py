@@ -204,6 +204,40 @@ def test_adapter_from_another_template_is_refused(tiny_model, smol_tokenizer, to
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
 
 
+def set_scope(lora_dirs, scopes) -> None:
+    for folder, scope in zip(lora_dirs.values(), scopes, strict=True):
+        meta = {"template_version": prompts.TEMPLATE_VERSION, "adapter_scope": scope}
+        (folder / llm.METADATA_FILE).write_text(json.dumps(meta))
+
+
+def test_answer_scoped_adapters_are_applied_at_the_answer_only(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    """Adapters saved with scope "answer" score with llm.answer_hidden, each adapter on its own prompt."""
+    base = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, None, toy_catalog)  # before peft wraps it
+    everywhere = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    set_scope(lora_dirs, ["answer", "answer"])
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    assert ranker.scope == "answer" and everywhere.scope == "all"
+    pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
+    order = ranker.prompt_order(CANDIDATES)
+    shown = ranker.texts([CANDIDATES[i] for i in order], candidates=True)
+    for task, history, mixed in (("pos", LIKES, pos), ("neg", DISLIKES, neg)):
+        ranker.model.set_adapter(task)
+        ids = llm.prompt_ids(smol_tokenizer, prompts.build(task, ranker.texts(history), shown))
+        with torch.no_grad():
+            hidden = llm.answer_hidden(ranker.model, [ids], ranker.pad_id)
+        alone = llm.letter_logits(ranker.model, hidden, ranker.letter_ids[: len(CANDIDATES)])[0].numpy()
+        np.testing.assert_allclose(mixed[order], alone, atol=1e-5)
+    assert not np.allclose(pos, everywhere.score(LIKES, DISLIKES, CANDIDATES)[0], atol=1e-3)
+    np.testing.assert_allclose(ranker.score_zero_shot(LIKES, DISLIKES, CANDIDATES)[0],
+                               base.score(LIKES, DISLIKES, CANDIDATES)[0], atol=1e-5)
+
+
+def test_adapters_of_different_scopes_are_refused(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    set_scope(lora_dirs, ["answer", "all"])
+    with pytest.raises(ValueError, match="scopes"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+
+
 def test_generate_ranking_generates_text_for_both_tasks(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
     ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
     out = ranker.generate_ranking(LIKES, DISLIKES, CANDIDATES, n=2, max_new_tokens=3)

@@ -8,6 +8,7 @@ one movie per adapter, found by its title in the lettered list of the prompt. No
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -143,3 +144,21 @@ def test_app_uses_the_vllm_ranker_when_a_url_is_set(toy_catalog):
     ranker, versions, status = load_ranker(Settings(vllm_url="http://127.0.0.1:9"), toy_catalog)
     assert isinstance(ranker, VLLMRanker) and status == "" and versions["pos"] == "vllm:pos"
     assert ranker.config.base_url == "http://127.0.0.1:9"
+
+
+def test_app_warns_when_the_local_adapters_are_answer_scoped(toy_catalog, tmp_path, caplog):
+    from app import load_ranker
+    from settings import Settings
+
+    for name in ("pos", "neg"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(json.dumps({"adapter_scope": "answer"}))
+    with caplog.at_level(logging.WARNING, logger="app"):
+        load_ranker(Settings(vllm_url="http://127.0.0.1:9", adapters_dir=tmp_path), toy_catalog)
+    assert "answer position only" in caplog.text
+    caplog.clear()
+    (tmp_path / "pos" / "metadata.json").write_text("{not json")
+    (tmp_path / "neg" / "metadata.json").write_text(json.dumps({"adapter_scope": "all"}))
+    with caplog.at_level(logging.WARNING, logger="app"):
+        load_ranker(Settings(vllm_url="http://127.0.0.1:9", adapters_dir=tmp_path), toy_catalog)
+    assert "answer position only" not in caplog.text
