@@ -334,11 +334,18 @@ def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
     return peft_model
 
 
-Scorer = Callable[[Any], Iterator[tuple[Query, torch.Tensor]]]  # one example -> (query, letter logits)
+# examples -> groups of (query, letter logits (1, n)); each group is one graph (one backward), computed
+# lazily, so the caller can run a group's backward before the next group switches the active adapter
+Scorer = Callable[[Sequence[Any]], Iterator[list[tuple[Query, torch.Tensor]]]]
+
+
+def per_query(fn: Callable[[Any], Iterator[tuple[Query, torch.Tensor]]]) -> Scorer:
+    """A Scorer from a one-example generator: every query is its own group."""
+    return lambda examples: ([item] for ex in examples for item in fn(ex))
 
 
 def full_scorer(model: Any, tokenizer: Any, catalog: Catalog, cfg: FinetuneConfig, letter_ids: Sequence[int]) -> Scorer:
-    return lambda ex: query_logits(model, tokenizer, catalog, ex, cfg, letter_ids)
+    return per_query(lambda ex: query_logits(model, tokenizer, catalog, ex, cfg, letter_ids))
 
 
 def query_loss(q: Query, logits: torch.Tensor, beta: float) -> torch.Tensor:
@@ -358,6 +365,9 @@ def graded_correlation(q: Query, scores: Sequence[float]) -> float | None:
     return float(spearmanr(scores, [sign * r for r in q.ratings]).statistic)
 
 
+EVAL_CHUNK = 16  # examples per scorer call during validation
+
+
 @torch.no_grad()
 def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence[prompts.Task],
              beta: float = FinetuneConfig.label_beta) -> dict[str, float]:
@@ -368,8 +378,8 @@ def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence
     losses: dict[str, list[float]] = {t: [] for t in tasks}
     hits: dict[str, list[float]] = {t: [] for t in tasks}
     corrs: dict[str, list[float]] = {t: [] for t in tasks}
-    for ex in examples:
-        for q, logits in score(ex):
+    for start in range(0, len(examples), EVAL_CHUNK):
+        for q, logits in (item for group in score(examples[start : start + EVAL_CHUNK]) for item in group):
             losses[q.task].append(query_loss(q, logits, beta).item())
             hits[q.task].append(float(logits.argmax(-1).item() == q.target))
             corr = graded_correlation(q, logits[0].tolist())
@@ -520,14 +530,14 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
                     frozen.precompute_answer(model, tokenizer, catalog, val, cfg.show_year, first, dtype, "base pass (val)"))
 
         train_f, val_f = cached_base_pass(cfg, train, val, compute)
-        return (lambda ex: frozen.answer_query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
+        return (lambda exs: frozen.answer_batch_logits(model, exs, first, letter_ids, len(cfg.tasks))), train_f, val_f
     if not (cfg.frozen_features and cfg.lora_layers):
         return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
     first = min(cfg.lora_layers)
     log.info("precomputing the frozen layers below layer %d for %d + %d examples", first, len(train), len(val))
     train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)")
     val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)")
-    return (lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
+    return per_query(lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
 
 
 def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequence[Example],
@@ -555,11 +565,10 @@ def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig
     """Accumulate the mean loss over the batch's queries into the LoRA gradients; returns it."""
     n_queries = sum(len(ex.queries) for ex in batch)
     total = 0.0
-    for ex in batch:
-        for q, logits in score(ex):
-            loss = query_loss(q, logits, beta) / n_queries
-            loss.backward()  # frees this query's graph before the next one is built
-            total += loss.item()
+    for group in score(batch):
+        loss = sum(query_loss(q, logits, beta) for q, logits in group) / n_queries
+        loss.backward()  # frees this group's graph before the next one is built
+        total += loss.item()
     return total
 
 

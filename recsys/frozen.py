@@ -55,15 +55,18 @@ class AnswerQuery:
 
 
 class _StoredPrefix:
-    """What an attention layer asks of ``past_key_values``: the stored prefix, with the new token appended."""
+    """What an attention layer asks of ``past_key_values``: the stored prefix, with the new token appended.
 
-    def __init__(self, aq: AnswerQuery, first: int):
-        self.aq, self.first = aq, first
+    ``keys``/``values``: per layer from ``first`` on, (B, kv_heads, T, head_dim).
+    """
+
+    def __init__(self, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], first: int):
+        self.keys, self.values, self.first = keys, values, first
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
         i = layer_idx - self.first
-        return (torch.cat([self.aq.keys[i].to(key.dtype), key], 2),
-                torch.cat([self.aq.values[i].to(value.dtype), value], 2))
+        return (torch.cat([self.keys[i].to(key.dtype), key], 2),
+                torch.cat([self.values[i].to(value.dtype), value], 2))
 
 
 def decoder(model: Any) -> Any:
@@ -147,17 +150,48 @@ def precompute_answer(model: Any, tokenizer: Any, catalog: Catalog, examples: Se
 
 def answer_query_logits(model: Any, example: FrozenExample, first: int, letter_ids: Sequence[int],
                         n_tasks: int) -> Iterator[tuple[Any, torch.Tensor]]:
-    """(query, (1, n) fp32 letter logits) per query: the answer token alone through layers ``first``…
-    under the query's adapter, attending to the stored base-model prefix."""
-    dec = decoder(model)
+    """(query, (1, n) fp32 letter logits) per query, one query at a time (``answer_batch_logits`` of one)."""
     for aq in example.queries:
+        (group,) = answer_batch_logits(model, [FrozenExample(example.n_candidates, (aq,))], first, letter_ids, n_tasks)
+        yield group[0]
+
+
+def answer_batch_logits(model: Any, examples: Sequence[FrozenExample], first: int, letter_ids: Sequence[int],
+                        n_tasks: int) -> Iterator[list[tuple[Any, torch.Tensor]]]:
+    """Every query of ``examples``, one batch per task (its adapter active): the answer tokens alone
+    through layers ``first``…, each attending to its own stored base-model prefix (left-padded, masked).
+    Yields [(query, (1, n) fp32 letter logits)] per task; batching reads each weight once per batch
+    instead of once per query, which is what a one-token pass is bound by on a CPU."""
+    dec = decoder(model)
+    by_task: dict[str, list[tuple[AnswerQuery, int]]] = {}
+    for ex in examples:
+        for aq in ex.queries:
+            by_task.setdefault(aq.query.task, []).append((aq, ex.n_candidates))
+    for task, group in by_task.items():
         if n_tasks > 1:
-            model.set_adapter(aq.query.task)
-        hidden = aq.hidden
-        positions = torch.tensor([[aq.position]], device=hidden.device)
+            model.set_adapter(task)
+        width = max(aq.position for aq, _ in group)
+        hidden = torch.cat([aq.hidden for aq, _ in group])  # (B, 1, d)
+        device = hidden.device
+        positions = torch.tensor([[aq.position] for aq, _ in group], device=device)
+        mask = torch.zeros((len(group), 1, 1, width + 1), dtype=torch.bool, device=device)
+        keys, values = [], []
+        for i in range(len(group[0][0].keys)):
+            k = group[0][0].keys[i].new_zeros((len(group), *group[0][0].keys[i].shape[1:2], width,
+                                               group[0][0].keys[i].shape[3]))
+            v = torch.zeros_like(k)
+            for row, (aq, _) in enumerate(group):
+                k[row, :, width - aq.position:] = aq.keys[i][0]
+                v[row, :, width - aq.position:] = aq.values[i][0]
+            keys.append(k)
+            values.append(v)
+        for row, (aq, _) in enumerate(group):
+            mask[row, 0, 0, width - aq.position:] = True  # its own prefix and itself; not the left pads
         rotary = dec.rotary_emb(hidden, positions)
-        prefix = _StoredPrefix(aq, first)
-        for layer in dec.layers[first:]:  # one query token: attends to every stored key, no mask
-            hidden = layer(hidden, attention_mask=None, position_ids=positions, past_key_values=prefix,
+        prefix = _StoredPrefix(keys, values, first)
+        for layer in dec.layers[first:]:
+            hidden = layer(hidden, attention_mask=mask, position_ids=positions, past_key_values=prefix,
                            position_embeddings=rotary)
-        yield aq.query, llm.letter_logits(model, dec.norm(hidden)[:, -1], letter_ids[: example.n_candidates])
+        n_max = max(n for _, n in group)
+        logits = llm.letter_logits(model, dec.norm(hidden)[:, -1], letter_ids[:n_max])
+        yield [(aq.query, logits[row : row + 1, :n]) for row, (aq, n) in enumerate(group)]

@@ -171,3 +171,21 @@ def test_the_stored_base_pass_is_reused_only_for_the_same_examples(toy_split, to
     assert float(other[0][0][0]) == 2.0
     deeper = finetune.cached_base_pass(replace(cfg, lora_layers=(1, 2)), examples[:3], examples[3:4], compute("d"))
     assert calls == ["a", "c", "d"] and float(deeper[0][0][0]) == 3.0
+
+
+def test_a_padded_batch_of_answer_queries_equals_each_alone(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", lora_dropout=0.0, adapter_scope="answer", frozen_dtype="float32")
+    users, _ = finetune.split_users(toy_split, cfg)
+    examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:4]
+    model = lora_model(len(smol_tokenizer), cfg).eval()
+    letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
+    stored = [frozen.precompute_answer_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, 1, torch.float32)
+              for ex in examples]
+    assert len({aq.position for ex in stored for aq in ex.queries}) > 1  # prompts of different lengths: padded
+    with torch.no_grad():
+        groups = list(frozen.answer_batch_logits(model, stored, 1, letter_ids, n_tasks=2))
+        alone = {id(q): lg for ex in stored for q, lg in frozen.answer_query_logits(model, ex, 1, letter_ids, 2)}
+    assert [len(g) for g in groups] == [4, 4] and {g[0][0].task for g in groups} == {"pos", "neg"}
+    for group in groups:
+        for q, lg in group:
+            torch.testing.assert_close(lg, alone[id(q)], atol=1e-5, rtol=1e-4)
