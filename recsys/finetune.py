@@ -542,23 +542,28 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
 
 def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequence[Example],
                      compute: Callable[[], tuple[list[Any], list[Any]]]) -> tuple[list[Any], list[Any]]:
-    """The stored base pass of these exact examples from ``run_dir/<task>/``, computed (and saved) when absent.
+    """The stored base pass of these exact prompts from ``run_dir/<task>/``, computed (and saved) when absent.
 
-    It costs a full forward per query (~30 min for the default data on 2 cores) and does not depend on
-    the optimisation settings, so sweeps of lr, epochs or LoRA size reuse it. The file name is a digest
-    of everything it depends on: the examples themselves, the base model, the template and the layers.
+    It costs a full forward per query (~30 min for the default data on 2 cores) and depends neither on
+    the optimisation settings nor on the labels, so sweeps of lr, epochs, LoRA size or targets reuse it.
+    The file name is a digest of everything it depends on: each example's candidates and each query's
+    task and history, the base model, the template and the layers. The loaded queries are replaced by
+    the examples' own (their labels may differ from the ones it was stored with).
     """
-    key = repr((cfg.dataset, cfg.base_model, prompts.TEMPLATE_VERSION, cfg.show_year, cfg.adapter_scope, cfg.frozen_dtype,
-                min(cfg.lora_layers) if cfg.lora_layers else 0, list(train), list(val)))
+    prompts_only = [(ex.candidates, [(q.task, q.history) for q in ex.queries]) for ex in (*train, *val)]
+    key = repr((cfg.dataset, cfg.base_model, prompts.TEMPLATE_VERSION, cfg.show_year, cfg.adapter_scope,
+                cfg.frozen_dtype, min(cfg.lora_layers) if cfg.lora_layers else 0, len(train), prompts_only))
     path = cfg.run_dir / cfg.task / f"base-pass-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.exists():
         log.info("loading the stored base pass from %s", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
-    out = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
-    return out
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        stored = [[frozen.to_plain(fe) for fe in part] for part in compute()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(stored, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    return tuple([frozen.from_plain(d, ex.queries) for d, ex in zip(part, examples, strict=True)]
+                 for part, examples in zip(stored, (train, val), strict=True))
 
 
 def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig.label_beta) -> float:
@@ -709,7 +714,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
                    help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
-    for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta"):
+    for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
                  "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard", "rated_window"):

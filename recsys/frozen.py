@@ -69,6 +69,26 @@ class _StoredPrefix:
                 torch.cat([self.values[i].to(value.dtype), value], 2))
 
 
+def to_plain(example: FrozenExample) -> dict[str, Any]:
+    """The stored inputs as tensors, numbers and strings only (no pickled classes: loadable with weights_only)."""
+    queries = []
+    for fq in example.queries:
+        item = {"task": fq.query.task, "history": list(fq.query.history), "hidden": fq.hidden}
+        if isinstance(fq, AnswerQuery):
+            item |= {"keys": list(fq.keys), "values": list(fq.values)}
+        queries.append(item)
+    return {"n_candidates": example.n_candidates, "queries": queries}
+
+
+def from_plain(stored: dict[str, Any], queries: Sequence[Any]) -> FrozenExample:
+    """``to_plain``'s inputs with ``queries`` attached: the same tasks and histories, any labels."""
+    if [(q.task, list(q.history)) for q in queries] != [(d["task"], d["history"]) for d in stored["queries"]]:
+        raise ValueError("the stored base pass was computed for other prompts")
+    out = [AnswerQuery(q, d["hidden"], tuple(d["keys"]), tuple(d["values"])) if "keys" in d else
+           FrozenQuery(q, d["hidden"]) for q, d in zip(queries, stored["queries"], strict=True)]
+    return FrozenExample(stored["n_candidates"], tuple(out))
+
+
 def decoder(model: Any) -> Any:
     return model.get_base_model().get_decoder() if llm.is_peft(model) else model.get_decoder()
 

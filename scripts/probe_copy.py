@@ -6,6 +6,13 @@ cannot will never learn the real task.
 ``--probe rating``: a negative-task example whose answer is the candidate with the LOWEST mean rating
 shown in the prompt (letters-v5): can an adapter read the number next to each title and point at the
 smallest? Same data builder, trainer and fast path as recsys.finetune.
+``--probe printed``: the graded data of ``recsys.finetune --labels rated`` (both tasks, the same prompts),
+but every candidate is labelled with the mean rating PRINTED beside it instead of the person's own
+rating: a listwise copy of numbers the prompt shows. Use ``--run-dir`` of a graded run to reuse its
+stored base pass (answer-scoped adapters), e.g.
+
+    python scripts/probe_copy.py --probe printed --adapter-scope answer --lora-layers 12 ... 29 \
+        --target-modules q_proj --run-dir runs/v8/run --epochs 10 --lr 2e-3
 
     python scripts/probe_copy.py --probe copy --lora-layers 24 25 26 27 28 29 --lr 3e-3
 
@@ -52,28 +59,58 @@ def with_lowest_rated_target(examples: list[finetune.Example], catalog: Catalog)
     return out
 
 
+def with_printed_ratings(examples: list[finetune.Example], catalog: Catalog,
+                         person_weight: float = 0.0) -> list[finetune.Example]:
+    """Each graded query relabelled with the candidates' printed mean ratings (one decimal, as shown);
+    with ``person_weight`` w, with w * the person's own rating + (1 - w) * the printed one."""
+    out = []
+    for ex in examples:
+        shown = [round(catalog[c].rating, 1) if catalog[c].rating is not None else 3.5 for c in ex.candidates]
+        queries = []
+        for q in ex.queries:
+            label = tuple(person_weight * r + (1 - person_weight) * m for r, m in zip(q.ratings, shown, strict=True))
+            queries.append(replace(q, ratings=label, target=int(np.argmax(label) if q.task == "pos" else np.argmin(label))))
+        out.append(finetune.Example(ex.candidates, tuple(queries)))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--probe", choices=["copy", "rating"], default="copy")
+    p.add_argument("--probe", choices=["copy", "rating", "printed"], default="copy")
     p.add_argument("--lora-layers", type=int, nargs="+", default=[24, 25, 26, 27, 28, 29])
     p.add_argument("--target-modules", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"])
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--user-fraction", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--adapter-scope", choices=list(llm.SCOPES), default="all")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--person-weight", type=float, default=0.0,
+                   help="printed: train on w * the person's rating + (1 - w) * the printed one; with w > 0 the "
+                        "validation labels stay the person's own ratings")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--run-dir", type=Path, default=Path("runs/probe"), help="where a stored base pass is looked for")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    task = "pos" if args.probe == "copy" else "neg"
+    task = {"copy": "pos", "rating": "neg", "printed": "both"}[args.probe]
     cfg = replace(finetune.FinetuneConfig(), task=task, user_fraction=args.user_fraction, max_examples_per_user=10,
                   val_users=30, max_val_examples=60, epochs=args.epochs, batch_size=16, lr=args.lr, warmup_steps=5,
-                  eval_every=10, lora_layers=tuple(args.lora_layers), target_modules=tuple(args.target_modules))
+                  eval_every=args.eval_every, lora_layers=tuple(args.lora_layers),
+                  target_modules=tuple(args.target_modules), adapter_scope=args.adapter_scope, lora_r=args.lora_r,
+                  run_dir=args.run_dir)
+    if args.probe == "printed":  # the graded runs' data (docs/BENCHMARKS.md §2)
+        cfg = replace(cfg, labels="rated", max_examples_per_user=6, val_users=60, max_val_examples=80)
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, Path("assets/sasrec/ml-latest-small"), cfg.seed)
     train_users, val_users = finetune.split_users(split, cfg)
     catalog = finetune.with_ratings(Catalog(ds.items), split, [*train_users, *val_users])  # as finetune.run
-    train = finetune.build_examples(split, train_users, cfg, retriever, 0)
-    val = finetune.build_examples(split, val_users, cfg, retriever, 1)[:60]
-    if args.probe == "copy":
+    train = finetune.build_examples(split, train_users, cfg, retriever, cfg.seed if args.probe == "printed" else 0)
+    val = finetune.build_examples(split, val_users, cfg, retriever, cfg.seed + 1 if args.probe == "printed" else 1
+                                  )[: cfg.max_val_examples]
+    if args.probe == "printed":
+        train = with_printed_ratings(train, catalog, args.person_weight)
+        val = val if args.person_weight > 0 else with_printed_ratings(val, catalog)
+    elif args.probe == "copy":
         train, val = with_answer_in_history(train, 0), with_answer_in_history(val, 1)
     else:
         train, val = with_lowest_rated_target(train, catalog), with_lowest_rated_target(val, catalog)

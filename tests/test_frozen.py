@@ -151,26 +151,37 @@ def test_answer_scoped_training_learns(toy_split, toy_catalog, smol_tokenizer, t
         assert state.evals[-1][f"{t}_loss"] < 0.5 * state.evals[0][f"{t}_loss"]
 
 
-def test_the_stored_base_pass_is_reused_only_for_the_same_examples(toy_split, toy_catalog, tmp_path):  # noqa: F811
+def test_the_stored_base_pass_is_reused_only_for_the_same_prompts(toy_split, toy_catalog, tmp_path):  # noqa: F811
     cfg = tiny_config(tmp_path, adapter_scope="answer")
     users, _ = finetune.split_users(toy_split, cfg)
     examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)
     calls = []
 
-    def compute(tag):
+    def compute(tag, train, val):
         def f():
             calls.append(tag)
-            return [torch.full((2,), float(len(calls)))], []
+            mark = float(len(calls))
+            return tuple([frozen.FrozenExample(len(ex.candidates), tuple(frozen.FrozenQuery(q, torch.full((1,), mark))
+                                                                         for q in ex.queries)) for ex in part]
+                         for part in (train, val))
         return f
 
-    first = finetune.cached_base_pass(cfg, examples[:3], examples[3:4], compute("a"))
-    again = finetune.cached_base_pass(cfg, examples[:3], examples[3:4], compute("b"))
-    other = finetune.cached_base_pass(cfg, examples[:2], examples[3:4], compute("c"))
-    assert calls == ["a", "c"]
-    torch.testing.assert_close(again[0][0], first[0][0])
-    assert float(other[0][0][0]) == 2.0
-    deeper = finetune.cached_base_pass(replace(cfg, lora_layers=(1, 2)), examples[:3], examples[3:4], compute("d"))
-    assert calls == ["a", "c", "d"] and float(deeper[0][0][0]) == 3.0
+    def stored(train, val, tag, config=cfg):
+        return finetune.cached_base_pass(config, train, val, compute(tag, train, val))
+
+    train, val = examples[:3], examples[3:4]
+    first = stored(train, val, "a")
+    relabelled = [replace(ex, queries=tuple(replace(q, target=(q.target + 1) % len(ex.candidates))
+                                            for q in ex.queries)) for ex in train]
+    again = stored(relabelled, val, "b")  # other labels, same prompts: reused, with the new labels attached
+    other = stored(examples[:2], val, "c")  # other prompts: computed
+    deeper = stored(train, val, "d", replace(cfg, lora_layers=(1, 2)))  # other layers: computed
+    assert calls == ["a", "c", "d"]
+    assert float(again[0][0].queries[0].hidden) == float(first[0][0].queries[0].hidden) == 1.0
+    assert [fq.query for fe in again[0] for fq in fe.queries] == [q for ex in relabelled for q in ex.queries]
+    assert float(other[0][0].queries[0].hidden) == 2.0 and float(deeper[0][0].queries[0].hidden) == 3.0
+    with pytest.raises(ValueError, match="other prompts"):
+        frozen.from_plain(frozen.to_plain(first[0][0]), examples[5].queries)
 
 
 def test_a_padded_batch_of_answer_queries_equals_each_alone(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
@@ -189,3 +200,20 @@ def test_a_padded_batch_of_answer_queries_equals_each_alone(toy_split, toy_catal
     for group in groups:
         for q, lg in group:
             torch.testing.assert_close(lg, alone[id(q)], atol=1e-5, rtol=1e-4)
+
+
+def test_the_plain_stored_form_round_trips(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", lora_dropout=0.0, adapter_scope="answer")
+    users, _ = finetune.split_users(toy_split, cfg)
+    ex = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[0]
+    model = lora_model(len(smol_tokenizer), cfg).eval()
+    letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
+    stored = frozen.precompute_answer_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, 1)
+    path = tmp_path / "plain.pt"
+    torch.save(frozen.to_plain(stored), path)
+    back = frozen.from_plain(torch.load(path, weights_only=True), ex.queries)
+    with torch.no_grad():
+        for (q1, a), (q2, b) in zip(frozen.answer_query_logits(model, stored, 1, letter_ids, 2),
+                                    frozen.answer_query_logits(model, back, 1, letter_ids, 2), strict=True):
+            assert q1 is q2
+            torch.testing.assert_close(a, b)
