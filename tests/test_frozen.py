@@ -43,28 +43,39 @@ def logits_and_grads(model, params, scores):
     return logits, grads
 
 
-def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
-    cfg = tiny_config(tmp_path, task="both", lora_layers=(1, 2), lora_dropout=0.0)
-    users, _ = finetune.split_users(toy_split, cfg)
-    examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:3]
-    model = lora_model(len(smol_tokenizer), cfg).train()
-    letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
+def trainable(split, catalog, tokenizer, cfg, n_examples: int):
+    """Examples, a LoRA model with every adapter trainable, the letter ids and the LoRA parameters."""
+    users, _ = finetune.split_users(split, cfg)
+    examples = finetune.build_examples(split, users, cfg, FakeRetriever(catalog), 0)[:n_examples]
+    model = lora_model(len(tokenizer), cfg).train()
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
+    return examples, model, llm.letter_token_ids(tokenizer, cfg.n_candidates), params
 
+
+def assert_same_logits_and_grads(model, params, reference, fast) -> None:
+    """Both query streams give the same logits and LoRA gradients, and the adapters matter."""
+    ref_logits, ref_grads = logits_and_grads(model, params, reference)
+    fast_logits, fast_grads = logits_and_grads(model, params, fast)
+    assert len(ref_logits) == len(fast_logits) == 2
+    for a, b in zip(ref_logits, fast_logits, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        assert a.std() > 0.1  # the adapters change the scores, so the check means something
+    for ga, gb in zip(ref_grads, fast_grads, strict=True):
+        for x, y in zip(ga, gb, strict=True):
+            torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3)
+    assert any(float(g.abs().sum()) > 0 for g in fast_grads[0])
+
+
+def test_frozen_path_equals_the_full_path(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    cfg = tiny_config(tmp_path, task="both", lora_layers=(1, 2), lora_dropout=0.0)
+    examples, model, letter_ids, params = trainable(toy_split, toy_catalog, smol_tokenizer, cfg, 3)
     for ex in examples:
-        full_logits, full_grads = logits_and_grads(model, params, finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids))
         fast = frozen.precompute_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, 1)
-        fast_logits, fast_grads = logits_and_grads(model, params, frozen.query_logits(model, fast, 1, letter_ids, n_tasks=2))
-        assert len(full_logits) == len(fast_logits) == 2
-        for a, b in zip(full_logits, fast_logits, strict=True):
-            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-            assert a.std() > 0.1  # the adapters change the scores, so the check means something
-        for ga, gb in zip(full_grads, fast_grads, strict=True):
-            for x, y in zip(ga, gb, strict=True):
-                torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3)
-        assert any(float(g.abs().sum()) > 0 for g in fast_grads[0])
+        assert_same_logits_and_grads(model, params,
+                                     finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids),
+                                     frozen.query_logits(model, fast, 1, letter_ids, n_tasks=2))
 
 
 def test_training_on_frozen_features_learns(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
@@ -118,26 +129,13 @@ def test_stored_base_pass_equals_the_answer_pass(toy_split, toy_catalog, smol_to
     for first in (0, 1):
         cfg = tiny_config(tmp_path, task="both", lora_dropout=0.0, adapter_scope="answer",
                           lora_layers=(first, 2), frozen_dtype="float32")
-        users, _ = finetune.split_users(toy_split, cfg)
-        examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)[:2]
-        model = lora_model(len(smol_tokenizer), cfg).train()
-        letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
-        params = [p for n, p in model.named_parameters() if "lora_" in n]
-        for p in params:
-            p.requires_grad_(True)
-
+        examples, model, letter_ids, params = trainable(toy_split, toy_catalog, smol_tokenizer, cfg, 2)
         for ex in examples:
-            ref_logits, ref_grads = logits_and_grads(model, params, finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids))
             stored = frozen.precompute_answer_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, first,
                                                   torch.float32)
-            fast_logits, fast_grads = logits_and_grads(model, params, frozen.answer_query_logits(model, stored, first, letter_ids, n_tasks=2))
-            for a, b in zip(ref_logits, fast_logits, strict=True):
-                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-                assert a.std() > 0.1
-            for ga, gb in zip(ref_grads, fast_grads, strict=True):
-                for x, y in zip(ga, gb, strict=True):
-                    torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3)
-            assert any(float(g.abs().sum()) > 0 for g in fast_grads[0])
+            assert_same_logits_and_grads(model, params,
+                                         finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids),
+                                         frozen.answer_query_logits(model, stored, first, letter_ids, n_tasks=2))
 
 
 def test_answer_scoped_training_learns(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
