@@ -523,13 +523,9 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
     if cfg.frozen_features and cfg.adapter_scope == "answer":
         first = min(cfg.lora_layers) if cfg.lora_layers else 0
         dtype = getattr(torch, cfg.frozen_dtype)
-
-        def compute() -> tuple[list[frozen.FrozenExample], list[frozen.FrozenExample]]:
-            log.info("storing the base pass (layers %d+) for %d + %d examples", first, len(train), len(val))
-            return (frozen.precompute_answer(model, tokenizer, catalog, train, cfg.show_year, first, dtype, "base pass (train)"),
-                    frozen.precompute_answer(model, tokenizer, catalog, val, cfg.show_year, first, dtype, "base pass (val)"))
-
-        train_f, val_f = cached_base_pass(cfg, train, val, compute)
+        log.info("the base pass (layers %d+) of %d + %d examples", first, len(train), len(val))
+        train_f, val_f = cached_base_pass(cfg, train, val, lambda ex: frozen.precompute_answer_one(
+            model, tokenizer, catalog, ex, cfg.show_year, first, dtype))
         return (lambda exs: frozen.answer_batch_logits(model, exs, first, letter_ids, len(cfg.tasks))), train_f, val_f
     if not (cfg.frozen_features and cfg.lora_layers):
         return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
@@ -540,30 +536,46 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
     return per_query(lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
 
 
-def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequence[Example],
-                     compute: Callable[[], tuple[list[Any], list[Any]]]) -> tuple[list[Any], list[Any]]:
-    """The stored base pass of these exact prompts from ``run_dir/<task>/``, computed (and saved) when absent.
+BASE_PASS_CHUNK = 50  # examples per stored file: a killed base pass resumes from the last whole chunk
 
-    It costs a full forward per query (~30 min for the default data on 2 cores) and depends neither on
-    the optimisation settings nor on the labels, so sweeps of lr, epochs, LoRA size or targets reuse it.
-    The file name is a digest of everything it depends on: each example's candidates and each query's
-    task and history, the base model, the template and the layers. The loaded queries are replaced by
-    the examples' own (their labels may differ from the ones it was stored with).
+
+def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequence[Example],
+                     compute: Callable[[Example], Any]) -> tuple[list[Any], list[Any]]:
+    """The stored base pass of these exact prompts, from ``run_dir/<task>/base-pass-<digest>/``; each missing
+    chunk of examples is computed with ``compute`` (one example -> frozen.FrozenExample) and saved.
+
+    It costs a full forward per query (~2.4 s per example on 2 cores) and depends neither on the
+    optimisation settings nor on the labels, so sweeps of lr, epochs, LoRA size or targets reuse it.
+    The digest covers everything it depends on: each example's candidates and each query's task and
+    history, the base model, the template and the layers; the examples' own queries (their labels) are
+    attached on load. Chunks are plain tensors, loaded memory-mapped: a store larger than the RAM
+    (~7 MB per query for SmolLM2, layers 12-29) is paged in from disk as batches need it.
     """
     prompts_only = [(ex.candidates, [(q.task, q.history) for q in ex.queries]) for ex in (*train, *val)]
     key = repr((cfg.dataset, cfg.base_model, prompts.TEMPLATE_VERSION, cfg.show_year, cfg.adapter_scope,
                 cfg.frozen_dtype, min(cfg.lora_layers) if cfg.lora_layers else 0, len(train), prompts_only))
-    path = cfg.run_dir / cfg.task / f"base-pass-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
-    if path.exists():
-        log.info("loading the stored base pass from %s", path)
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        stored = [[frozen.to_plain(fe) for fe in part] for part in compute()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(stored, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
-    return tuple([frozen.from_plain(d, ex.queries) for d, ex in zip(part, examples, strict=True)]
-                 for part, examples in zip(stored, (train, val), strict=True))
+    folder = cfg.run_dir / cfg.task / f"base-pass-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[list[Any]] = []
+    with tqdm(total=len(train) + len(val), desc="base pass", mininterval=10) as bar:
+        for name, examples in (("train", train), ("val", val)):
+            part: list[Any] = []
+            for start in range(0, len(examples), BASE_PASS_CHUNK):
+                chunk = examples[start : start + BASE_PASS_CHUNK]
+                path = folder / f"{name}-{start // BASE_PASS_CHUNK:05d}.pt"
+                if not path.exists():
+                    stored = []
+                    for ex in chunk:
+                        stored.append(frozen.to_plain(compute(ex)))
+                        bar.update()
+                    torch.save(stored, path.with_suffix(".tmp"))
+                    os.replace(path.with_suffix(".tmp"), path)  # atomic: a killed run never leaves half a chunk
+                else:
+                    bar.update(len(chunk))
+                stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                part.extend(frozen.from_plain(d, ex.queries) for d, ex in zip(stored, chunk, strict=True))
+            out.append(part)
+    return out[0], out[1]
 
 
 def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig.label_beta) -> float:

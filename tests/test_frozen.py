@@ -149,35 +149,42 @@ def test_answer_scoped_training_learns(toy_split, toy_catalog, smol_tokenizer, t
         assert state.evals[-1][f"{t}_loss"] < 0.5 * state.evals[0][f"{t}_loss"]
 
 
-def test_the_stored_base_pass_is_reused_only_for_the_same_prompts(toy_split, toy_catalog, tmp_path):  # noqa: F811
+def test_the_stored_base_pass_is_reused_only_for_the_same_prompts(toy_split, toy_catalog, tmp_path,  # noqa: F811
+                                                                 monkeypatch):
+    monkeypatch.setattr(finetune, "BASE_PASS_CHUNK", 2)
     cfg = tiny_config(tmp_path, adapter_scope="answer")
     users, _ = finetune.split_users(toy_split, cfg)
     examples = finetune.build_examples(toy_split, users, cfg, FakeRetriever(toy_catalog), 0)
     calls = []
 
-    def compute(tag, train, val):
-        def f():
+    def compute(tag):
+        def one(ex):
             calls.append(tag)
-            mark = float(len(calls))
-            return tuple([frozen.FrozenExample(len(ex.candidates), tuple(frozen.FrozenQuery(q, torch.full((1,), mark))
-                                                                         for q in ex.queries)) for ex in part]
-                         for part in (train, val))
-        return f
+            return frozen.FrozenExample(len(ex.candidates), tuple(frozen.FrozenQuery(q, torch.full((1,), float(len(calls))))
+                                                                  for q in ex.queries))
+        return one
 
     def stored(train, val, tag, config=cfg):
-        return finetune.cached_base_pass(config, train, val, compute(tag, train, val))
+        return finetune.cached_base_pass(config, train, val, compute(tag))
 
     train, val = examples[:3], examples[3:4]
     first = stored(train, val, "a")
+    assert calls == ["a"] * 4 and [float(fe.queries[0].hidden) for fe in first[0]] == [1.0, 2.0, 3.0]
+    (folder,) = (tmp_path / "runs" / cfg.task).iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["train-00000.pt", "train-00001.pt", "val-00000.pt"]
     relabelled = [replace(ex, queries=tuple(replace(q, target=(q.target + 1) % len(ex.candidates))
                                             for q in ex.queries)) for ex in train]
     again = stored(relabelled, val, "b")  # other labels, same prompts: reused, with the new labels attached
-    other = stored(examples[:2], val, "c")  # other prompts: computed
-    deeper = stored(train, val, "d", replace(cfg, lora_layers=(1, 2)))  # other layers: computed
-    assert calls == ["a", "c", "d"]
-    assert float(again[0][0].queries[0].hidden) == float(first[0][0].queries[0].hidden) == 1.0
+    assert calls == ["a"] * 4
+    assert [float(fe.queries[0].hidden) for fe in again[0]] == [1.0, 2.0, 3.0]
     assert [fq.query for fe in again[0] for fq in fe.queries] == [q for ex in relabelled for q in ex.queries]
-    assert float(other[0][0].queries[0].hidden) == 2.0 and float(deeper[0][0].queries[0].hidden) == 3.0
+    stored(examples[:2], val, "c")  # other prompts: computed
+    stored(train, val, "d", replace(cfg, lora_layers=(1, 2)))  # other layers: computed
+    assert calls == ["a"] * 4 + ["c"] * 3 + ["d"] * 4
+    (folder / "train-00001.pt").unlink()  # a run killed before its last chunk was written
+    calls.clear()
+    resumed = stored(train, val, "e")
+    assert calls == ["e"] and len(resumed[0]) == 3  # only the missing chunk (one example) is computed
     with pytest.raises(ValueError, match="other prompts"):
         frozen.from_plain(frozen.to_plain(first[0][0]), examples[5].queries)
 
