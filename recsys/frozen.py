@@ -176,6 +176,14 @@ def answer_query_logits(model: Any, example: FrozenExample, first: int, letter_i
         yield group[0]
 
 
+def _left_padded(parts: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """(1, heads, T_i, head_dim) tensors -> (B, heads, width, head_dim), each at the right end (zeros before)."""
+    out = parts[0].new_zeros((len(parts), parts[0].shape[1], width, parts[0].shape[3]))
+    for row, t in enumerate(parts):
+        out[row, :, width - t.shape[2]:] = t[0]
+    return out
+
+
 def answer_batch_logits(model: Any, examples: Sequence[FrozenExample], first: int, letter_ids: Sequence[int],
                         n_tasks: int) -> Iterator[list[tuple[Any, torch.Tensor]]]:
     """Every query of ``examples``, one batch per task (its adapter active): the answer tokens alone
@@ -195,20 +203,12 @@ def answer_batch_logits(model: Any, examples: Sequence[FrozenExample], first: in
         device = hidden.device
         positions = torch.tensor([[aq.position] for aq, _ in group], device=device)
         mask = torch.zeros((len(group), 1, 1, width + 1), dtype=torch.bool, device=device)
-        keys, values = [], []
-        for i in range(len(group[0][0].keys)):
-            k = group[0][0].keys[i].new_zeros((len(group), *group[0][0].keys[i].shape[1:2], width,
-                                               group[0][0].keys[i].shape[3]))
-            v = torch.zeros_like(k)
-            for row, (aq, _) in enumerate(group):
-                k[row, :, width - aq.position:] = aq.keys[i][0]
-                v[row, :, width - aq.position:] = aq.values[i][0]
-            keys.append(k)
-            values.append(v)
         for row, (aq, _) in enumerate(group):
             mask[row, 0, 0, width - aq.position:] = True  # its own prefix and itself; not the left pads
+        layers = range(len(group[0][0].keys))
+        prefix = _StoredPrefix([_left_padded([aq.keys[i] for aq, _ in group], width) for i in layers],
+                               [_left_padded([aq.values[i] for aq, _ in group], width) for i in layers], first)
         rotary = dec.rotary_emb(hidden, positions)
-        prefix = _StoredPrefix(keys, values, first)
         for layer in dec.layers[first:]:
             hidden = layer(hidden, attention_mask=mask, position_ids=positions, past_key_values=prefix,
                            position_embeddings=rotary)
