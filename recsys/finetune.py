@@ -26,7 +26,10 @@ Loss: cross-entropy over the 20 letter logits at the answer position (against th
 rated distribution), computed exactly as the ranker computes them (llm.full_hidden on the whole prompt,
 then llm.letter_logits). Validation: held-out users, loss vs the uniform guess ln(20), accuracy vs 1/20,
 and for rated examples the rank correlation of the letter logits with the person's own ratings.
-LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4, bitsandbytes) on CUDA. Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
+LoRA (r=8, alpha=32, q/v) on CPU; QLoRA (NF4, bitsandbytes) on CUDA. ``--adapter-scope answer``: adapters
+that act at the answer position only (llm.answer_hidden); the base pass over every prompt is then stored
+once on disk (``cached_base_pass``, resumable, reused across settings and labels) and a step runs one
+token per query, ~0.9 s per 16 examples on 2 cores (docs/BENCHMARKS.md §2, session 5). Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
 Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg):
     python -m recsys.finetune --threads 2 --max-minutes 60
