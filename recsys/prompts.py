@@ -105,10 +105,15 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
     """
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
-    rank = {g: i for i, g in enumerate(GENRE_SPECIFICITY)}
-    tags = sorted((g for g in movie.genres if g in rank), key=rank.__getitem__)[:genres]
+    tags = shown_genres(movie, genres)
     text = f"{text} [{', '.join(tags)}]" if tags else text
     return f"{text} rated {movie.rating:.1f}" if rating and movie.rating is not None else text
+
+
+def shown_genres(movie: Movie, genres: int = SHOW_GENRES) -> list[str]:
+    """The genre tags a prompt shows for ``movie``: its ``genres`` most specific ones."""
+    rank = {g: i for i, g in enumerate(GENRE_SPECIFICITY)}
+    return sorted((g for g in movie.genres if g in rank), key=rank.__getitem__)[:genres]
 
 
 def texts(movies: Sequence[Movie], show_year: bool = SHOW_YEAR, candidates: bool = False) -> list[str]:

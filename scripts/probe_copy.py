@@ -8,7 +8,10 @@ shown in the prompt (letters-v5): can an adapter read the number next to each ti
 smallest? Same data builder, trainer and fast path as recsys.finetune.
 ``--probe printed``: the graded data of ``recsys.finetune --labels rated`` (both tasks, the same prompts),
 but every candidate is labelled with the mean rating PRINTED beside it instead of the person's own
-rating: a listwise copy of numbers the prompt shows. Use ``--run-dir`` of a graded run to reuse its
+rating: a listwise copy of numbers the prompt shows.
+``--probe genres``: the same prompts, every candidate labelled with how many of the person's listed movies
+share one of its shown genre tags (for both tasks): can the answer match candidates to the history, as the
+horror case (tests/test_real_smollm.py) needs? Use ``--run-dir`` of a graded run to reuse its
 stored base pass (answer-scoped adapters), e.g.
 
     python scripts/probe_copy.py --probe printed --adapter-scope answer --lora-layers 12 ... 29 \
@@ -34,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys import finetune, llm  # noqa: E402
+from recsys import finetune, llm, prompts  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import prepare  # noqa: E402
 
@@ -74,9 +77,26 @@ def with_printed_ratings(examples: list[finetune.Example], catalog: Catalog,
     return out
 
 
+def with_genre_match(examples: list[finetune.Example], catalog: Catalog) -> list[finetune.Example]:
+    """Each graded query relabelled with how many of its history movies share a shown genre tag with the
+    candidate: for "pos" the most-matching candidate is the answer, for "neg" too (its label is negated,
+    since a "neg" target puts its mass on the LOWEST labels)."""
+    out = []
+    for ex in examples:
+        queries = []
+        for q in ex.queries:
+            history = [set(prompts.shown_genres(catalog[h])) for h in q.history]
+            match = [float(sum(bool(tags & set(prompts.shown_genres(catalog[c]))) for tags in history))
+                     for c in ex.candidates]
+            label = tuple(match if q.task == "pos" else [-m for m in match])
+            queries.append(replace(q, ratings=label, target=int(np.argmax(match))))
+        out.append(finetune.Example(ex.candidates, tuple(queries)))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--probe", choices=["copy", "rating", "printed"], default="copy")
+    p.add_argument("--probe", choices=["copy", "rating", "printed", "genres"], default="copy")
     p.add_argument("--lora-layers", type=int, nargs="+", default=[24, 25, 26, 27, 28, 29])
     p.add_argument("--target-modules", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"])
     p.add_argument("--lr", type=float, default=3e-3)
@@ -92,22 +112,24 @@ def main() -> None:
     p.add_argument("--run-dir", type=Path, default=Path("runs/probe"), help="where a stored base pass is looked for")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    task = {"copy": "pos", "rating": "neg", "printed": "both"}[args.probe]
+    task = {"copy": "pos", "rating": "neg", "printed": "both", "genres": "both"}[args.probe]
     cfg = replace(finetune.FinetuneConfig(), task=task, user_fraction=args.user_fraction, max_examples_per_user=10,
                   val_users=30, max_val_examples=60, epochs=args.epochs, batch_size=16, lr=args.lr, warmup_steps=5,
                   eval_every=args.eval_every, lora_layers=tuple(args.lora_layers),
                   target_modules=tuple(args.target_modules), adapter_scope=args.adapter_scope, lora_r=args.lora_r,
                   run_dir=args.run_dir)
-    if args.probe == "printed":  # the graded runs' data (docs/BENCHMARKS.md §2)
+    if args.probe in ("printed", "genres"):  # the graded runs' data (docs/BENCHMARKS.md §2)
         cfg = replace(cfg, labels="rated", max_examples_per_user=6, val_users=60, max_val_examples=80)
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, Path("assets/sasrec/ml-latest-small"), cfg.seed)
     train_users, val_users = finetune.split_users(split, cfg)
     catalog = finetune.with_ratings(Catalog(ds.items), split, [*train_users, *val_users])  # as finetune.run
-    train = finetune.build_examples(split, train_users, cfg, retriever, cfg.seed if args.probe == "printed" else 0)
-    val = finetune.build_examples(split, val_users, cfg, retriever, cfg.seed + 1 if args.probe == "printed" else 1
+    train = finetune.build_examples(split, train_users, cfg, retriever, cfg.seed if cfg.labels == "rated" else 0)
+    val = finetune.build_examples(split, val_users, cfg, retriever, cfg.seed + 1 if cfg.labels == "rated" else 1
                                   )[: cfg.max_val_examples]
-    if args.probe == "printed":
+    if args.probe == "genres":
+        train, val = with_genre_match(train, catalog), with_genre_match(val, catalog)
+    elif args.probe == "printed":
         train = with_printed_ratings(train, catalog, args.person_weight)
         val = val if args.person_weight > 0 else with_printed_ratings(val, catalog)
     elif args.probe == "copy":
