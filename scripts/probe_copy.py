@@ -11,8 +11,8 @@ but every candidate is labelled with the mean rating PRINTED beside it instead o
 rating: a listwise copy of numbers the prompt shows.
 ``--probe genres``: the same prompts, every candidate labelled with how many of the person's listed movies
 share one of its shown genre tags (for both tasks): can the answer match candidates to the history, as the
-horror case (tests/test_real_smollm.py) needs? Use ``--run-dir`` of a graded run to reuse its
-stored base pass (answer-scoped adapters), e.g.
+horror case (tests/test_real_smollm.py) needs?
+For both, ``--run-dir`` of a graded run reuses its stored base pass (answer-scoped adapters), e.g.
 
     python scripts/probe_copy.py --probe printed --adapter-scope answer --lora-layers 12 ... 29 \
         --target-modules q_proj --run-dir runs/v8/run --epochs 10 --lr 2e-3
