@@ -105,7 +105,7 @@ class FinetuneConfig:
     # with lora_layers: run the frozen layers below them once per example, not once per epoch (recsys/frozen.py)
     frozen_features: bool = True
     # "answer": the adapter acts at the answer position only (llm.answer_hidden); with frozen_features a
-    # step then runs one token per query on stored base-model keys/values (frozen.precompute_answer)
+    # step then runs one token per query on stored base-model keys/values (frozen.precompute_answer_one, kept by cached_base_pass)
     adapter_scope: Literal["all", "answer"] = "all"
     frozen_dtype: str = "float16"  # how those stored keys/values are kept in memory
     max_minutes: float | None = None  # wall-clock budget; training stops early and still saves
@@ -119,6 +119,11 @@ class FinetuneConfig:
     @property
     def tasks(self) -> tuple[prompts.Task, ...]:
         return ("pos", "neg") if self.task == "both" else (self.task,)
+
+
+# the graded data every session-4/5 try and probe used (docs/BENCHMARKS.md §2): replace(cfg, **GRADED_DATA)
+GRADED_DATA: dict[str, Any] = {"labels": "rated", "user_fraction": 0.2, "max_examples_per_user": 6, "val_users": 60,
+                               "max_val_examples": 80}
 
 
 @dataclass(frozen=True)
@@ -575,6 +580,7 @@ def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequenc
                     os.replace(path.with_suffix(".tmp"), path)  # atomic: a killed run never leaves half a chunk
                 else:
                     bar.update(len(chunk))
+                # read back even when just written: memory-mapped, so the store never has to fit in the RAM
                 stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
                 part.extend(frozen.from_plain(d, ex.queries) for d, ex in zip(stored, chunk, strict=True))
             out.append(part)

@@ -8,8 +8,8 @@ tests/test_frozen.py checks it.
 
 For answer-scoped adapters (llm.answer_hidden) the fixed part is larger still: the base model's keys
 and values of every prompt token but the last, at each layer from ``first`` on, plus the answer
-token entering layer ``first``. ``precompute_answer`` stores them (float16 by default, ~10 MB per
-query for SmolLM2 at 560 tokens and 24 layers); ``answer_query_logits`` then runs ONE token through
+token entering layer ``first``. ``precompute_answer_one`` computes them (float16 by default, ~7 MB per
+query for SmolLM2, ~500 tokens, layers 12-29); ``answer_batch_logits`` then runs ONE token through
 the layers, so a step costs milliseconds instead of a full forward and backward.
 
 Not for: inference (llm.py runs the whole model), data (finetune.py).
@@ -160,12 +160,6 @@ def precompute_answer_one(model: Any, tokenizer: Any, catalog: Catalog, example:
                 hook.remove()
             out.append(AnswerQuery(q, captured[0], keys, values))
     return FrozenExample(len(example.candidates), tuple(out))
-
-
-def precompute_answer(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Any], show_year: bool,
-                      first: int, dtype: torch.dtype = torch.float16, desc: str = "base pass") -> list[FrozenExample]:
-    return [precompute_answer_one(model, tokenizer, catalog, ex, show_year, first, dtype)
-            for ex in tqdm(examples, desc=desc, mininterval=10)]
 
 
 def answer_query_logits(model: Any, example: FrozenExample, first: int, letter_ids: Sequence[int],

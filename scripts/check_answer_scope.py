@@ -34,8 +34,7 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=3)
     args = p.parse_args()
     torch.set_num_threads(1)
-    cfg = replace(finetune.FinetuneConfig(), labels="rated", user_fraction=0.2, max_examples_per_user=6,
-                  val_users=60, max_val_examples=80)  # the v6/v8 graded data (docs/BENCHMARKS.md §2)
+    cfg = replace(finetune.FinetuneConfig(), **finetune.GRADED_DATA)  # the v6/v8 data (docs/BENCHMARKS.md §2)
     ds, split = prepare(cfg.dataset)
     train_users, val_users = finetune.split_users(split, cfg)
     catalog = finetune.with_ratings(Catalog(ds.items), split, [*train_users, *val_users])

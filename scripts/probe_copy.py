@@ -119,7 +119,7 @@ def main() -> None:
                   target_modules=tuple(args.target_modules), adapter_scope=args.adapter_scope, lora_r=args.lora_r,
                   run_dir=args.run_dir)
     if args.probe in ("printed", "genres"):  # the graded runs' data (docs/BENCHMARKS.md §2)
-        cfg = replace(cfg, labels="rated", max_examples_per_user=6, val_users=60, max_val_examples=80)
+        cfg = replace(cfg, **{**finetune.GRADED_DATA, "user_fraction": args.user_fraction})
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, Path("assets/sasrec/ml-latest-small"), cfg.seed)
     train_users, val_users = finetune.split_users(split, cfg)
