@@ -91,6 +91,11 @@ class FinetuneConfig:
     labels: Literal["next", "rated"] = "next"  # one next-item target per query, or every candidate's rating
     rated_window: int = 50  # "rated": candidates are drawn from the next this-many rated movies after the cut
     label_beta: float = 2.0  # "rated": target = softmax(+-beta * rating)
+    # "rated", training labels only (validation keeps the person's own ratings): a mix of the person's rating,
+    # the mean rating printed beside the candidate, and its genre match with the listed movies (mixed_labels)
+    person_weight: float = 1.0
+    printed_weight: float = 0.0
+    genre_weight: float = 0.0
     # optimisation
     epochs: float = 1.0
     batch_size: int = 8  # examples per optimiser step (gradient accumulation, one prompt per forward)
@@ -282,6 +287,37 @@ def rated_examples(split: Split, u: int, cfg: FinetuneConfig, rng: np.random.Gen
         if queries:
             examples.append(Example(tuple(int(raw[i]) for i in picked), tuple(queries)))
     return examples
+
+
+def genre_match(catalog: Catalog, history: Sequence[int], candidate: int) -> float:
+    """The share of ``history`` sharing at least one shown genre tag with ``candidate`` (0..1)."""
+    tags = set(prompts.shown_genres(catalog[candidate]))
+    return sum(bool(tags & set(prompts.shown_genres(catalog[h]))) for h in history) / max(1, len(history))
+
+
+def mixed_labels(examples: Sequence[Example], catalog: Catalog, person: float = 1.0, printed: float = 0.0,
+                 genre: float = 0.0) -> list[Example]:
+    """Graded examples relabelled, per candidate, with ``person`` * the person's rating + ``printed`` * the
+    mean rating the prompt prints beside it (one decimal; 3.5 when it has none) +- ``genre`` * its
+    ``genre_match`` with the query's listed movies (added for "pos": like what you liked; subtracted
+    for "neg": a "neg" target puts its mass on the LOWEST labels, so what resembles your dislikes).
+
+    Auxiliary targets for a model that cannot yet read the person's noisy ratings alone (BENCHMARKS §2,
+    session 6): the printed mean is the strongest single predictor of them; the genre term is the
+    product's promise ("you avoid horror") that rated data barely shows.
+    """
+    out = []
+    for ex in examples:
+        shown = [round(catalog[c].rating, 1) if catalog[c].rating is not None else 3.5 for c in ex.candidates]
+        queries = []
+        for q in ex.queries:
+            sign = 1.0 if q.task == "pos" else -1.0
+            label = tuple(person * r + printed * m + sign * genre * genre_match(catalog, q.history, c)
+                          for r, m, c in zip(q.ratings or [0.0] * len(shown), shown, ex.candidates, strict=True))
+            target = int(np.argmax(label) if q.task == "pos" else np.argmin(label))
+            queries.append(replace(q, ratings=label, target=target))
+        out.append(Example(ex.candidates, tuple(queries)))
+    return out
 
 
 def build_examples(
@@ -687,6 +723,8 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     catalog = with_ratings(catalog, split, [*train_users, *val_users])
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
+    if cfg.labels == "rated" and (cfg.person_weight, cfg.printed_weight, cfg.genre_weight) != (1.0, 0.0, 0.0):
+        train = mixed_labels(train, catalog, cfg.person_weight, cfg.printed_weight, cfg.genre_weight)
     log.info("%s: %d examples from %d users, %d validation examples from %d users",
              cfg.task, len(train), len(train_users), len(val), len(val_users))
     reference = reference_spearman(val, catalog, cfg.tasks)
@@ -735,7 +773,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
                    help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
-    for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout"):
+    for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout",
+                 "person_weight", "printed_weight", "genre_weight"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
                  "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard", "rated_window"):

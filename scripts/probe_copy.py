@@ -9,9 +9,10 @@ smallest? Same data builder, trainer and fast path as recsys.finetune.
 ``--probe printed``: the graded data of ``recsys.finetune --labels rated`` (both tasks, the same prompts),
 but every candidate is labelled with the mean rating PRINTED beside it instead of the person's own
 rating: a listwise copy of numbers the prompt shows.
-``--probe genres``: the same prompts, every candidate labelled with how many of the person's listed movies
-share one of its shown genre tags (for both tasks): can the answer match candidates to the history, as the
-horror case (tests/test_real_smollm.py) needs?
+``--probe genres``: the same prompts, every candidate labelled with the share of the person's listed movies
+that share one of its shown genre tags (for both tasks; session 5 used their count): can the answer match
+candidates to the history, as the horror case (tests/test_real_smollm.py) needs?
+Both relabel with ``finetune.mixed_labels``, which ``recsys.finetune --printed-weight/--genre-weight`` trains on.
 For both, ``--run-dir`` of a graded run reuses its stored base pass (answer-scoped adapters), e.g.
 
     python scripts/probe_copy.py --probe printed --adapter-scope answer --lora-layers 12 ... 29 \
@@ -37,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys import finetune, llm, prompts  # noqa: E402
+from recsys import finetune, llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import prepare  # noqa: E402
 
@@ -59,38 +60,6 @@ def with_lowest_rated_target(examples: list[finetune.Example], catalog: Catalog)
         q = ex.queries[0]
         target = int(np.argmin([catalog[c].rating if catalog[c].rating is not None else 5.0 for c in ex.candidates]))
         out.append(finetune.Example(ex.candidates, (replace(q, target=target),)))
-    return out
-
-
-def with_printed_ratings(examples: list[finetune.Example], catalog: Catalog,
-                         person_weight: float = 0.0) -> list[finetune.Example]:
-    """Each graded query relabelled with the candidates' printed mean ratings (one decimal, as shown);
-    with ``person_weight`` w, with w * the person's own rating + (1 - w) * the printed one."""
-    out = []
-    for ex in examples:
-        shown = [round(catalog[c].rating, 1) if catalog[c].rating is not None else 3.5 for c in ex.candidates]
-        queries = []
-        for q in ex.queries:
-            label = tuple(person_weight * r + (1 - person_weight) * m for r, m in zip(q.ratings, shown, strict=True))
-            queries.append(replace(q, ratings=label, target=int(np.argmax(label) if q.task == "pos" else np.argmin(label))))
-        out.append(finetune.Example(ex.candidates, tuple(queries)))
-    return out
-
-
-def with_genre_match(examples: list[finetune.Example], catalog: Catalog) -> list[finetune.Example]:
-    """Each graded query relabelled with how many of its history movies share a shown genre tag with the
-    candidate: for "pos" the most-matching candidate is the answer, for "neg" too (its label is negated,
-    since a "neg" target puts its mass on the LOWEST labels)."""
-    out = []
-    for ex in examples:
-        queries = []
-        for q in ex.queries:
-            history = [set(prompts.shown_genres(catalog[h])) for h in q.history]
-            match = [float(sum(bool(tags & set(prompts.shown_genres(catalog[c]))) for tags in history))
-                     for c in ex.candidates]
-            label = tuple(match if q.task == "pos" else [-m for m in match])
-            queries.append(replace(q, ratings=label, target=int(np.argmax(match))))
-        out.append(finetune.Example(ex.candidates, tuple(queries)))
     return out
 
 
@@ -127,11 +96,11 @@ def main() -> None:
     train = finetune.build_examples(split, train_users, cfg, retriever, cfg.seed if cfg.labels == "rated" else 0)
     val = finetune.build_examples(split, val_users, cfg, retriever, cfg.seed + 1 if cfg.labels == "rated" else 1
                                   )[: cfg.max_val_examples]
-    if args.probe == "genres":
-        train, val = with_genre_match(train, catalog), with_genre_match(val, catalog)
+    if args.probe == "genres":  # 5 stars for a candidate sharing a tag with every listed movie
+        train, val = (finetune.mixed_labels(x, catalog, person=0.0, genre=5.0) for x in (train, val))
     elif args.probe == "printed":
-        train = with_printed_ratings(train, catalog, args.person_weight)
-        val = val if args.person_weight > 0 else with_printed_ratings(val, catalog)
+        train = finetune.mixed_labels(train, catalog, args.person_weight, 1 - args.person_weight)
+        val = val if args.person_weight > 0 else finetune.mixed_labels(val, catalog, person=0.0, printed=1.0)
     elif args.probe == "copy":
         train, val = with_answer_in_history(train, 0), with_answer_in_history(val, 1)
     else:

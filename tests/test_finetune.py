@@ -235,3 +235,28 @@ def test_reference_spearman_reads_the_printed_mean(long_split, toy_catalog, tmp_
     rated = toy_catalog.with_ratings({m.item_id: own.get(m.item_id, 3.0) for m in toy_catalog})
     ref = finetune.reference_spearman([ex], rated, cfg.tasks)
     assert all(v == pytest.approx(1.0) for v in ref.values()) and "pos_spearman_mean_rating" in ref
+
+
+def test_mixed_labels_blend_the_persons_rating_the_printed_mean_and_the_genre_match():
+    from recsys.catalog import Catalog
+
+    rows = [(1, "Scary A", None, "Horror", 2.0), (2, "Scary B", None, "Horror|Comedy", 4.04),
+            (3, "Funny A", None, "Comedy", 3.0), (4, "Funny B", None, "Comedy", None),
+            (5, "Scary C", None, "Horror", 3.0), (6, "Scary D", None, "Horror", 3.0)]
+    catalog = Catalog(pd.DataFrame(rows, columns=["item_id", "title", "year", "genres", "rating"]))
+    person = (3.0, 3.0, 3.0, 1.0)
+    ex = finetune.Example((1, 2, 3, 4), (finetune.Query("pos", (5, 6), 0, person),
+                                         finetune.Query("neg", (5, 3), 3, person)))
+    assert [finetune.genre_match(catalog, (5, 6), c) for c in ex.candidates] == [1.0, 1.0, 0.0, 0.0]
+    assert [finetune.genre_match(catalog, (5, 3), c) for c in ex.candidates] == [0.5, 1.0, 0.5, 0.5]
+    same = finetune.mixed_labels([ex], catalog)[0]
+    assert same == ex  # the default keeps the person's own ratings and targets
+    printed = finetune.mixed_labels([ex], catalog, person=0.0, printed=1.0)[0]
+    assert printed.queries[0].ratings == pytest.approx((2.0, 4.0, 3.0, 3.5))  # as printed: one decimal, 3.5 if none
+    assert printed.queries[0].target == 1 and printed.queries[1].target == 0
+    mix = finetune.mixed_labels([ex], catalog, person=0.5, printed=0.5, genre=2.0)[0]
+    pos, neg = mix.queries
+    assert pos.ratings == pytest.approx((2.5 + 2, 3.5 + 2, 3.0, 2.25))  # like what you liked: up
+    assert neg.ratings == pytest.approx((2.5 - 1, 3.5 - 2, 3.0 - 1, 2.25 - 1))  # like what you disliked: down
+    assert pos.target == 1 and neg.target == 3
+    assert pos.history == (5, 6) and mix.candidates == ex.candidates
