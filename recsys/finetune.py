@@ -58,6 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
+from scipy.stats import t as student_t
 from tqdm.auto import tqdm
 
 from recsys import frozen, llm, prompts
@@ -432,7 +433,13 @@ def evaluate(model: Any, score: Scorer, examples: Sequence[Any], tasks: Sequence
     model.train(was_training)
     out = {f"{t}_loss": float(np.mean(losses[t])) for t in tasks}
     out |= {f"{t}_accuracy": float(np.mean(hits[t])) for t in tasks}
-    return out | {f"{t}_spearman": float(np.mean(corrs[t])) for t in tasks if corrs[t]}
+    out |= {f"{t}_spearman": float(np.mean(corrs[t])) for t in tasks if corrs[t]}
+    return out | {f"{t}_spearman_ci95": ci95(corrs[t]) for t in tasks if len(corrs[t]) > 1}
+
+
+def ci95(values: Sequence[float]) -> float:
+    """Half-width of the 95% t-interval of the mean of ``values``."""
+    return float(student_t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
 def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int,
@@ -674,6 +681,7 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
         "val_loss": round(final[f"{task}_loss"], 4), "val_accuracy": round(final[f"{task}_accuracy"], 4),
         "val_loss_zero_shot": round(zero[f"{task}_loss"], 4),
         "labels": cfg.labels, "val_spearman": round(final[f"{task}_spearman"], 4) if f"{task}_spearman" in final else None,
+        "val_spearman_ci95": round(final[f"{task}_spearman_ci95"], 4) if f"{task}_spearman_ci95" in final else None,
         "val_spearman_zero_shot": round(zero[f"{task}_spearman"], 4) if f"{task}_spearman" in zero else None,
         "val_accuracy_zero_shot": round(zero[f"{task}_accuracy"], 4),
         "uniform_loss": round(math.log(cfg.n_candidates), 4), "uniform_accuracy": round(1 / cfg.n_candidates, 4),

@@ -225,6 +225,12 @@ def test_tiny_graded_overfit_learns_the_ratings(long_split, toy_catalog, smol_to
     for t in cfg.tasks:
         assert state.evals[-1][f"{t}_loss"] < state.evals[0][f"{t}_loss"]
         assert state.evals[-1][f"{t}_spearman"] > max(0.5, state.evals[0][f"{t}_spearman"])
+        assert 0 < state.evals[-1][f"{t}_spearman_ci95"] < 2
+
+
+def test_ci95_is_the_t_interval_half_width():
+    assert finetune.ci95([0.0, 1.0, 2.0]) == pytest.approx(4.302653 / math.sqrt(3))
+    assert finetune.ci95([0.3] * 5) == 0.0
 
 
 def test_reference_spearman_reads_the_printed_mean(long_split, toy_catalog, tmp_path):
