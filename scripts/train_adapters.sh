@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Retrain the shipped preference adapters (assets/adapters/pos and neg) on the 2-core CPU, as they were
-# trained (docs/BENCHMARKS.md §2): LoRA q,k,v,o on the top 6 of 30 layers through the frozen-layer fast
-# path, ml-latest-small, 20% of users, both tasks on shared candidate lists. Resumes from runs/adapters.
+# trained (docs/BENCHMARKS.md §2, session 6): answer-scoped LoRA (q, o and the MLP at the answer position,
+# layers 12-29), graded examples from half of the ml-latest-small users, training labels mixing the
+# person's own rating, the mean rating printed beside each candidate and its genre match with the listed
+# movies; validation on new users' own ratings. ~65 min for the stored base pass (resumable, reused by
+# reruns), then ~15 min for 6 epochs. Resumes from runs/adapters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m recsys.finetune --threads 2 --user-fraction 0.2 --max-examples-per-user 10 \
-  --val-users 60 --max-val-examples 100 --epochs 3 --batch-size 16 --lr 3e-3 --warmup-steps 10 \
-  --eval-every 30 --checkpoint-every 15 --lora-layers 24 25 26 27 28 29 \
-  --target-modules q_proj k_proj v_proj o_proj --max-minutes 55 \
+.venv/bin/python -m recsys.finetune --labels rated --user-fraction 0.5 --max-examples-per-user 6 \
+  --val-users 60 --max-val-examples 80 --adapter-scope answer --threads 2 --lora-layers $(seq 12 29) \
+  --target-modules q_proj o_proj gate_proj up_proj down_proj --lr 1e-3 --warmup-steps 20 --epochs 6 \
+  --eval-every 95 --checkpoint-every 95 --batch-size 16 \
+  --person-weight 0.5 --printed-weight 0.5 --genre-weight 3 \
   --out-dir assets/adapters --run-dir runs/adapters "$@"

@@ -50,7 +50,11 @@ def test_shipped_adapters_metadata(ranker):
     for name in ("pos", "neg"):
         meta = ranker.metadata[name]
         assert meta["template_version"] == llm.prompts.TEMPLATE_VERSION
-        assert meta["val_loss"] < meta["uniform_loss"]  # learned something beyond a uniform guess
+        # learned something that carries over to new people: on validation users outside the training data, the
+        # adapter's order agrees with their own later ratings, the 95% interval clear of 0 (the fusion uses ranks
+        # only; the soft cross-entropy also charges the logits' scale, docs/BENCHMARKS.md §2, session 6)
+        assert meta["labels"] == "rated" and meta["val_spearman"] - meta["val_spearman_ci95"] > 0
+        assert meta["val_spearman"] > meta["val_spearman_zero_shot"]
 
 
 def test_adapters_disagree_the_right_way_on_horror(ranker):
