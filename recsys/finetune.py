@@ -31,8 +31,12 @@ that act at the answer position only (llm.answer_hidden); the base pass over eve
 once on disk (``cached_base_pass``, resumable, reused across settings and labels) and a step runs one
 token per query, ~0.9 s per 16 examples on 2 cores (docs/BENCHMARKS.md §2, session 5). Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
-Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg):
-    python -m recsys.finetune --threads 2 --max-minutes 60
+Mixed targets (session 6, ``--person-weight/--printed-weight/--genre-weight``, ``mixed_labels``): graded
+training labels that blend the person's rating with the mean rating printed beside each candidate and its
+genre match with the listed movies; validation stays on the person's own ratings.
+
+Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg), with the
+exact settings they were trained with: ``scripts/train_adapters.sh``.
 
 Not for: inference (llm.py), prompt strings (prompts.py).
 """
