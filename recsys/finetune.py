@@ -735,7 +735,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     catalog = with_ratings(catalog, split, [*train_users, *val_users])
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
-    if cfg.labels == "rated" and (cfg.person_weight, cfg.printed_weight, cfg.genre_weight) != (1.0, 0.0, 0.0):
+    if cfg.labels == "rated":  # the defaults (1, 0, 0) keep the person's own ratings
         train = mixed_labels(train, catalog, cfg.person_weight, cfg.printed_weight, cfg.genre_weight)
     log.info("%s: %d examples from %d users, %d validation examples from %d users",
              cfg.task, len(train), len(train_users), len(val), len(val_users))
