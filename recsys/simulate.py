@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from recsys.catalog import Catalog
 from recsys.data import Split, mean_ratings, prepare
+from recsys.memo import CachedRanker
 from recsys.pipeline import Recommender
 from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecConfig, SASRecRetriever, popularity_order, train_sasrec
@@ -52,7 +53,6 @@ from recsys.sim import report
 from recsys.sim.metrics import mean_ci
 from recsys.sim.person import Person, PersonConfig, burst_genre, burst_items, start_person, with_burst
 from recsys.sim.session import (
-    CachedRanker,
     CombinedRanker,
     Condition,
     EmbeddingNegRanker,

@@ -287,3 +287,23 @@ def test_a_fused_list_overtaken_by_a_newer_click_is_skipped(settings, toy_catalo
     assert list(first) == [] and ranker.calls == calls  # the stale pass neither ran nor replaced the list
     with svc.sessions() as s:
         assert s.scalar(select(func.max(Impression.id))) == newer.state.impression_id
+
+
+def test_undo_serves_the_earlier_fused_list_without_a_new_pass(settings, toy_catalog):
+    class CountingRanker(FakeRanker):
+        calls = 0
+
+        def score(self, likes, dislikes, candidates):
+            self.calls += 1
+            return super().score(likes, dislikes, candidates)
+
+    ranker = CountingRanker(toy_catalog)
+    svc = fake_services(settings, toy_catalog, ranker=ranker)
+    view = handlers.start(svc, settings, None)
+    one = last(handlers.click(svc, settings, view.state, 1, "like", 0.6))
+    two = last(handlers.click(svc, settings, one.state, 2, "like", 0.6))
+    calls = ranker.calls
+    assert calls == 2  # each click's state was new
+    back = last(handlers.click(svc, settings, two.state, 1, "undo", 0.6))
+    assert back.final and ranker.calls == calls  # the state before the second like: its scores were cached
+    assert ids(back) == ids(one) and [c.pos_rank for c in back.cards] == [c.pos_rank for c in one.cards]

@@ -253,3 +253,19 @@ def test_cpu_dtype_is_bfloat16_only_with_native_bf16(monkeypatch):
     for forced in (torch.float32, torch.bfloat16):  # the module setting overrides the CPU's flags
         monkeypatch.setattr(llm, "CPU_DTYPE", forced)
         assert llm.default_dtype("cpu") == forced
+
+
+def test_cached_ranker_serves_one_side_alone_as_the_batch_would(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    """recsys.memo.CachedRanker in front of the real ranker: a side scored alone (one row, no padding)
+    equals the same side scored in the two-row batch."""
+    from recsys.memo import CachedRanker
+
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    cached = CachedRanker(ranker)
+    pos, neg = cached.score(LIKES, DISLIKES, CANDIDATES)
+    _, neg_other = cached.score(LIKES, DISLIKES[:1], CANDIDATES[::-1])  # pos from the cache, neg runs alone
+    direct_pos, direct_neg = ranker.score(LIKES, DISLIKES[:1], CANDIDATES[::-1])
+    np.testing.assert_allclose(neg_other, direct_neg, atol=1e-5)
+    np.testing.assert_allclose(cached.score(LIKES, [], CANDIDATES[::-1])[0], direct_pos, atol=1e-5)
+    np.testing.assert_allclose(direct_pos[::-1], pos, atol=1e-5)
+    assert cached.calls == 2 and cached.hits == 2

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from recsys.data import Split
+from recsys.memo import CachedRanker
 from recsys.pipeline import PipelineConfig, Recommender
 from recsys.sim import metrics as M
 from recsys.sim.person import Person, PersonConfig, answer, burst_genre, burst_items, start_person, with_burst
 from recsys.sim.session import (
-    CachedRanker,
     Condition,
     EmbeddingNegRanker,
     GenreOracleNegRanker,

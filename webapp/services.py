@@ -2,7 +2,9 @@
 
 ``Services`` is plain data; ``services_from_parts`` assembles it from already-built parts (the app passes
 the real SASRec/LLM, the tests pass fakes). ``CachedEncoder`` keeps big embedding batches on disk so the
-second start is fast; ``SerialRanker`` lets one preference-model pass run at a time.
+second start is fast; ``SerialRanker`` lets one preference-model pass run at a time, and ``shared_ranker``
+puts a ``recsys.memo.CachedRanker`` in front of it (an undo, or study conditions that share a model, do
+not pay for the same pass twice).
 Not for: reading settings from the environment (app.py builds Settings) or loading model files (app.py).
 """
 
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dialogue.profile import is_genre
 from dialogue.titles import TitleResolver
 from recsys.catalog import Catalog
+from recsys.memo import CachedRanker
 from recsys.pipeline import PipelineConfig, Recommender
 from recsys.protocols import PreferenceRanker, Retriever, TextEncoder
 from recsys.text import TextRetriever
@@ -82,6 +85,14 @@ class SerialRanker:
             if wanted is not None and not wanted():
                 return None, None
             return self.ranker.score(likes, dislikes, candidates)
+
+
+SCORE_CACHE_SIZE = 1024  # (side, history, candidate set) entries of 20 floats: well under 1 MB
+
+
+def shared_ranker(ranker: PreferenceRanker) -> CachedRanker:
+    """The app's ranker: cached answers first (they need no queue), then one pass at a time."""
+    return CachedRanker(SerialRanker(ranker), maxsize=SCORE_CACHE_SIZE)
 
 
 class CachedEncoder:
@@ -156,7 +167,7 @@ def services_from_parts(
     cached = CachedEncoder(encoder, settings.cache_dir) if encoder is not None else None
     text = TextRetriever(cached, catalog, settings.cache_dir) if cached is not None else None
     recommender = Recommender(
-        catalog, retriever, SerialRanker(ranker) if ranker is not None else None, text, pipeline_config(settings)
+        catalog, retriever, shared_ranker(ranker) if ranker is not None else None, text, pipeline_config(settings)
     )
     if ranker is None and settings.use_llm and not llm_status:
         llm_status = UNAVAILABLE
@@ -192,5 +203,5 @@ def attach_ranker(
     """Add the preference models (or record why they are missing) to running services."""
     if ranker is not None:
         services.adapters = dict(adapters)
-        services.recommender.ranker = SerialRanker(ranker)
+        services.recommender.ranker = shared_ranker(ranker)
     services.llm_status = status

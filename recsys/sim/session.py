@@ -11,8 +11,8 @@ Also the parts a condition needs that are not the LLM:
 - ``OracleNegRanker``: knows which candidates the person would 👎 (an upper bound, not a model), and
   ``GenreOracleNegRanker``: knows the genre they burst-disliked (the same for "no more horror");
 - ``SidesRanker``: a ranker with one side switched off (e.g. SASRec + positive adapter only);
-- ``CachedRanker``: memoises each side's scores by (history, candidate set), so conditions that ask the
-  LLM the same question (round 1 of every LLM condition, the α grid) pay for it once.
+The conditions share one ``recsys.memo.CachedRanker`` per model, so conditions that ask the LLM the
+same question (round 1 of every LLM condition, the α grid) pay for it once.
 Not for: choosing users, aggregating or reporting (recsys/simulate.py).
 """
 
@@ -213,33 +213,3 @@ class CombinedRanker:
         pos = self.pos_ranker.score(likes, (), candidates)[0] if likes else None
         neg = self.neg_ranker.score((), dislikes, candidates)[1] if dislikes else None
         return pos, neg
-
-
-class CachedRanker:
-    """Memoises each side of ``ranker`` by (history, candidate SET); scores follow the candidates' order.
-
-    Valid for rankers whose pos score does not depend on the dislikes (and vice versa) and that do not
-    look at the candidates' order: true of LetterRanker (separate rows; prompt order is a function of
-    the set) and of the embedding baseline.
-    """
-
-    def __init__(self, ranker: PreferenceRanker):
-        self.ranker = ranker
-        self.cache: dict[tuple, dict[int, float]] = {}
-        self.calls = 0
-
-    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
-        cset = frozenset(int(c) for c in candidates)
-        keys = ("pos", tuple(likes), cset), ("neg", tuple(dislikes), cset)
-        need = [bool(h) and key not in self.cache for h, key in zip((likes, dislikes), keys, strict=True)]
-        if any(need):
-            self.calls += 1
-            fresh = self.ranker.score(likes if need[0] else (), dislikes if need[1] else (), candidates)
-            for wanted, key, s in zip(need, keys, fresh, strict=True):
-                if wanted and s is not None:
-                    self.cache[key] = {int(c): float(x) for c, x in zip(candidates, s, strict=True)}
-        out = [
-            np.array([self.cache[key][int(c)] for c in candidates], np.float32) if h and key in self.cache else None
-            for h, key in zip((likes, dislikes), keys, strict=True)
-        ]
-        return out[0], out[1]

@@ -1,0 +1,95 @@
+"""CachedRanker: per-side memo of preference scores (recsys/memo.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from recsys.memo import CachedRanker
+from tests.fakes import FakeRanker
+
+
+class Recording(FakeRanker):
+    """FakeRanker that records what each pass was asked."""
+
+    def __init__(self, catalog):
+        super().__init__(catalog)
+        self.asked: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def score(self, likes, dislikes, candidates):
+        self.asked.append((tuple(likes), tuple(dislikes)))
+        return super().score(likes, dislikes, candidates)
+
+
+def test_only_the_missing_side_reaches_the_ranker(toy_catalog):
+    inner = Recording(toy_catalog)
+    cached = CachedRanker(inner)
+    pos, neg = cached.score([6], [1], [3, 9, 12])
+    pos2, neg2 = cached.score([6], [2], [12, 3, 9])  # same likes and candidate set, other dislikes
+    assert inner.asked == [((6,), (1,)), ((), (2,))]
+    np.testing.assert_allclose(pos2, pos[[2, 0, 1]])  # the cached side follows the new order
+    np.testing.assert_allclose(neg2, inner.score([], [2], [12, 3, 9])[1])
+    assert cached.calls == 2 and cached.hits == 1
+
+
+def test_a_side_returned_as_none_is_not_cached(toy_catalog):
+    class Stale(FakeRanker):
+        skip = True
+
+        def score(self, likes, dislikes, candidates):
+            if self.skip:  # what SerialRanker returns for a pass that went stale in the queue
+                return None, None
+            return super().score(likes, dislikes, candidates)
+
+    inner = Stale(toy_catalog)
+    cached = CachedRanker(inner)
+    assert cached.score([6], [1], [3, 9]) == (None, None)
+    inner.skip = False
+    pos, neg = cached.score([6], [1], [3, 9])
+    assert pos is not None and neg is not None and cached.calls == 2
+
+
+def test_empty_sides_and_errors_pass_through(toy_catalog):
+    class Boom:
+        def score(self, likes, dislikes, candidates):
+            raise RuntimeError("model down")
+
+    cached = CachedRanker(Boom())
+    assert cached.score([], [], [3, 9]) == (None, None)  # nothing to ask
+    with pytest.raises(RuntimeError):
+        cached.score([6], [], [3, 9])
+    assert not cached.cache
+
+
+def test_least_recently_used_entries_are_dropped_first(toy_catalog):
+    inner = Recording(toy_catalog)
+    cached = CachedRanker(inner, maxsize=2)
+    for likes in ([6], [7], [6], [8]):  # [6] used again before [8] arrives: [7] is the one dropped
+        cached.score(likes, [], [3, 9])
+    assert len(cached.cache) == 2 and len(inner.asked) == 3
+    cached.score([6], [], [3, 9])
+    assert len(inner.asked) == 3
+    cached.score([7], [], [3, 9])
+    assert len(inner.asked) == 4
+
+
+def test_concurrent_callers_get_their_own_answers(toy_catalog):
+    inner = FakeRanker(toy_catalog)
+    cached = CachedRanker(inner, maxsize=4)
+    cases = [([a], [b], [3, 9, 12, 20]) for a in (6, 7, 8) for b in (1, 2, 3)] * 5
+    errors: list[str] = []
+
+    def work(case):
+        got, want = cached.score(*case), inner.score(*case)
+        for g, w in zip(got, want, strict=True):
+            if not np.allclose(g, w):
+                errors.append(str(case))
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in cases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cached.cache) <= 4
