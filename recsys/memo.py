@@ -1,10 +1,10 @@
 """``CachedRanker``: a PreferenceRanker that memoises each side's scores by (history, candidate SET).
 
 A ranking pass costs seconds on a laptop CPU (docs/BENCHMARKS.md §2), and the same question often
-comes back: an undo restores the state before a click, study conditions that share a preference model
-(pos only / pos + neg, or the same models at two α values) score the same prompts for the same
-participant, and the simulation's conditions all ask the same thing in round 1. Each side is looked up
-on its own, so only the missing prompt runs (one row instead of two).
+comes back: an undo restores the state before a click (tests/test_app_handlers.py), a study block that
+starts from the same request as an earlier one asks the shared model the same thing, and the
+simulation's conditions all ask the same thing in round 1. Each side is looked up on its own, so when
+only one prompt is new, only it runs (one row instead of two).
 
 Valid for rankers whose pos score does not depend on the dislikes (and vice versa) and that do not look
 at the candidates' order: true of ``recsys.llm.LetterRanker`` (separate rows; the prompt order is a

@@ -3,8 +3,7 @@
 ``Services`` is plain data; ``services_from_parts`` assembles it from already-built parts (the app passes
 the real SASRec/LLM, the tests pass fakes). ``CachedEncoder`` keeps big embedding batches on disk so the
 second start is fast; ``SerialRanker`` lets one preference-model pass run at a time, and ``shared_ranker``
-puts a ``recsys.memo.CachedRanker`` in front of it (an undo, or study conditions that share a model, do
-not pay for the same pass twice).
+puts a ``recsys.memo.CachedRanker`` in front of it (an undo does not pay for the same pass twice).
 Not for: reading settings from the environment (app.py builds Settings) or loading model files (app.py).
 """
 
