@@ -4,8 +4,9 @@ Scoring follows LlamaRec's verbaliser: the candidates are lettered (A)...(T) and
 score is the logit of its letter at the answer position, so all candidates are scored in one forward
 pass and nothing is generated. Both tasks run as ONE batch of whole prompts (likes + candidates +
 question for "pos", dislikes + candidates + question for "neg"), each row with its own adapter
-(peft's mixed-adapter batch, ``adapter_names=["pos", "neg"]``). The prompts share nothing but
-their first tokens: the history comes first (see prompts.py for why).
+(peft's mixed-adapter batch, ``adapter_names=["pos", "neg"]``); on the CPU the two rows run one after
+the other instead, unpadded, which is faster there (``LetterRanker._letter_logits``). The prompts share
+nothing but their first tokens: the history comes first (see prompts.py for why).
 
 Fine-tuning (finetune.py) calls the same ``full_hidden``/``letter_logits``, so training and
 inference compute exactly the same thing.
@@ -424,12 +425,23 @@ class LetterRanker:
 
     @torch.inference_mode()
     def _letter_logits(self, built: Sequence[prompts.Prompt], names: Sequence[str], n: int) -> np.ndarray:
-        """One batched pass, each prompt under its adapter (at the answer position only for scope "answer"). -> (B, n)."""
+        """Each prompt under its adapter (at the answer position only for scope "answer") -> (B, n).
+
+        One left-padded batch on a GPU (launch-bound: two rows cost about what one does); on the CPU one
+        prompt per pass, each naming its adapter (no reloading): the padded batch of the two prompts took
+        4.2 s there against 3.5 s one at a time (``scripts/probe_cpu_speed.py``, docs/BENCHMARKS.md §2).
+        """
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
         rows = [prompt_ids(self.tokenizer, p) for p in built]
         scope = "all" if adapter_names is None or set(adapter_names) == {BASE} else self.scope
-        hidden = scoped_hidden(self.model, rows, self.pad_id, adapter_names, scope)
+        if self.device.type == "cpu" and len(rows) > 1:  # one prompt per pass, unpadded (docstring)
+            hidden = torch.cat([
+                scoped_hidden(self.model, [row], self.pad_id, None if adapter_names is None else [name], scope)
+                for row, name in zip(rows, adapter_names or [None] * len(rows), strict=True)
+            ])
+        else:
+            hidden = scoped_hidden(self.model, rows, self.pad_id, adapter_names, scope)
         return letter_logits(self.model, hidden, self.letter_ids[:n]).cpu().numpy()
 
     def letter_bias(self, name: str, task: prompts.Task, n: int) -> np.ndarray | float:

@@ -269,3 +269,30 @@ def test_cached_ranker_serves_one_side_alone_as_the_batch_would(tiny_model, smol
     np.testing.assert_allclose(cached.score(LIKES, [], CANDIDATES[::-1])[0], direct_pos, atol=1e-5)
     np.testing.assert_allclose(direct_pos[::-1], pos, atol=1e-5)
     assert cached.calls == 2 and cached.hits == 2
+
+
+def test_on_the_cpu_each_prompt_runs_alone_and_scores_as_the_batch_would(
+    tiny_model, smol_tokenizer, toy_catalog, lora_dirs, monkeypatch
+):
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    order = ranker.prompt_order(CANDIDATES)
+    shown = ranker.texts([CANDIDATES[i] for i in order], candidates=True)
+    rows = [llm.prompt_ids(smol_tokenizer, prompts.build(t, ranker.texts(h), shown))
+            for t, h in (("pos", LIKES), ("neg", DISLIKES))]
+    assert len(rows[0]) != len(rows[1])  # the batch below is really padded
+    with torch.no_grad():
+        hidden = llm.full_hidden(ranker.model, rows, ranker.pad_id, ["pos", "neg"])
+    batched = llm.letter_logits(ranker.model, hidden, ranker.letter_ids[: len(CANDIDATES)]).numpy()
+
+    passes: list[tuple[int, list[str] | None]] = []
+    real = llm.scoped_hidden
+
+    def recording(model, sequences, pad_id, adapter_names=None, scope="all"):
+        passes.append((len(sequences), adapter_names))
+        return real(model, sequences, pad_id, adapter_names, scope)
+
+    monkeypatch.setattr(llm, "scoped_hidden", recording)
+    pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
+    assert passes == [(1, ["pos"]), (1, ["neg"])]
+    np.testing.assert_allclose(pos[order], batched[0], atol=1e-5)
+    np.testing.assert_allclose(neg[order], batched[1], atol=1e-5)
