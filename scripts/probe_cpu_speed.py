@@ -4,8 +4,8 @@ The shipped ranker (base model + adapters, float32 where the CPU has no native b
 candidates for one ml-latest-small person (``bench_llm_latency.person``). This probe reports:
 
 1. the CPU's float32 matmul ceiling (one GEMM shaped like the MLP's up projection over both prompts);
-2. ``LetterRanker.score`` (both prompts, one left-padded batch) and the same two prompts through the
-   base model as one padded batch vs one at a time without padding;
+2. ``LetterRanker.score`` (both prompts, as the ranker runs them: one at a time on the CPU since session
+   7) and the same two prompts through the base model as one padded batch vs one at a time unpadded;
 3. dynamic int8 quantisation of every base Linear inside the decoder layers (torch.ao's
    ``quantize_dynamic``; the LoRA matrices and the LM head stay float32): its ``score`` time, and how
    far its scores agree with float32 on ``--people`` other people (Spearman per prompt, top-1 agreement).
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> None:
     print(f"prompts (pos, neg): {[len(r) for r in rows]} tokens; {args.runs} timed runs each, median\n")  # noqa: T201
     print("| measurement | value |\n|---|---|")  # noqa: T201
     print(f"| float32 GEMM ({tokens}×576 by 576×1536) | {gflops:.0f} GFLOP/s |")  # noqa: T201
-    print(f"| `LetterRanker.score`, float32 (both adapters, one padded batch) | {1000 * score:.0f} ms |")  # noqa: T201
+    print(f"| `LetterRanker.score`, float32 (both adapters, as the ranker runs them) | {1000 * score:.0f} ms |")  # noqa: T201
     print(f"| base model, both prompts as one padded batch | {1000 * padded:.0f} ms |")  # noqa: T201
     print(f"| base model, the prompts one at a time, no padding | {1000 * apart:.0f} ms |")  # noqa: T201
     print(f"| `LetterRanker.score`, dynamic int8 ({swapped} Linear layers) | {1000 * score_int8:.0f} ms |")  # noqa: T201
