@@ -208,6 +208,22 @@ def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=(
     return "\n".join(lines)
 
 
+def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
+    """Per-seed results from several runs' JSON files (e.g. seed 42 one day, 43 and 44 later) -> one dict.
+
+    Refuses a seed that appears twice and runs whose rows differ (another ranker or α grid)."""
+    merged: dict[int, dict] = {}
+    for path in paths:
+        for seed, result in json.loads(Path(path).read_text()).items():
+            if int(seed) in merged:
+                raise SystemExit(f"seed {seed} appears twice (again in {path})")
+            merged[int(seed)] = result
+    rows = {seed: list(r["full"]["all"]) for seed, r in merged.items()}
+    if len({tuple(r) for r in rows.values()}) > 1:
+        raise SystemExit(f"the runs have different rows: {rows}")
+    return merged
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Table 2: SASRec + preference-LLM re-ranking.")
     p.add_argument("--dataset", default="ml-latest-small")
@@ -221,6 +237,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
                    help="full ranking always comes first; sampled-100 only beside it")
     p.add_argument("--out", type=Path, default=Path("runs/rerank"))
+    p.add_argument("--tables-from", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="only print the tables of earlier runs' JSON files (seeds pooled: mean ± sd)")
     return p
 
 
@@ -253,4 +271,9 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(main(**vars(make_parser().parse_args())))  # noqa: T201
+    args = vars(make_parser().parse_args())
+    if (sources := args.pop("tables_from")) is not None:
+        merged = merge_results(sources)
+        print("\n\n".join(markdown(merged, args["dataset"], subset) for subset in ("all", "valid")))  # noqa: T201
+    else:
+        print(main(**args))  # noqa: T201

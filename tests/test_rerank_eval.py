@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from recsys.data import Split
 from recsys.evaluate import holdout
@@ -107,3 +108,27 @@ def test_markdown_with_full_ranking_only():
     result = {"full": {"all": {"SASRec": cell}, "valid": {"SASRec": cell}, "n_users": 5, "n_valid": 2}}
     table = markdown({42: result}, "toy", cols=("NDCG@10",))
     assert "n = 5 full" in table and "s-100" not in table and "| SASRec | 0.1000 |" in table
+
+
+def test_runs_of_different_seeds_pool_into_one_table(tmp_path):
+    import json
+
+    from recsys.rerank_eval import markdown, merge_results
+
+    def result(ndcg: float) -> dict:
+        cell = {"NDCG@10": ndcg}
+        return {"full": {"all": {"SASRec": cell}, "valid": {"SASRec": cell}, "n_users": 5, "n_valid": 2}}
+
+    (tmp_path / "a.json").write_text(json.dumps({"42": result(0.1)}))
+    (tmp_path / "b.json").write_text(json.dumps({"43": result(0.2), "44": result(0.3)}))
+    merged = merge_results([tmp_path / "a.json", tmp_path / "b.json"])
+    assert sorted(merged) == [42, 43, 44]
+    assert "seeds [42, 43, 44]" in markdown(merged, "toy", cols=("NDCG@10",))
+    assert "| SASRec | 0.2000 ± 0.0816 |" in markdown(merged, "toy", cols=("NDCG@10",))
+    with pytest.raises(SystemExit, match="twice"):
+        merge_results([tmp_path / "a.json", tmp_path / "a.json"])
+    other = result(0.1)
+    other["full"]["all"]["retrieval + pos (α=0.6)"] = {"NDCG@10": 0.1}
+    (tmp_path / "c.json").write_text(json.dumps({"45": other}))
+    with pytest.raises(SystemExit, match="different rows"):
+        merge_results([tmp_path / "a.json", tmp_path / "c.json"])
