@@ -429,7 +429,7 @@ class LetterRanker:
 
         One left-padded batch on a GPU (launch-bound: two rows cost about what one does); on the CPU one
         prompt per pass, each naming its adapter (no reloading): the padded batch of the two prompts took
-        4.2 s there against 3.5 s one at a time (``scripts/probe_cpu_speed.py``, docs/BENCHMARKS.md §2).
+        3.8 s there against 3.5 s one at a time, timed in turn (``scripts/probe_cpu_speed.py``, docs/BENCHMARKS.md §2).
         """
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None

@@ -3,7 +3,8 @@
 Same model, adapters, person and candidates for both: 10 liked and 5 disliked movies of a
 ml-latest-small user, 20 candidates from the shipped SASRec (popularity when it is missing).
 
-- letters: ``LetterRanker.score`` -- 20 candidates, both adapters, one batched pass (whole prompts).
+- letters: ``LetterRanker.score`` -- 20 candidates, both adapters (one batched pass on a GPU; on the CPU the
+  two prompts one after the other, unpadded).
 - generate: ``LetterRanker.generate_ranking`` -- both adapters as one batch, a list of 10 titles,
   always ``8 * 10`` new tokens (greedy), so every run costs the same.
 
@@ -131,8 +132,8 @@ def report(args, letters: list[float], base: list[float], generate: list[float],
         "",
         "| method (both adapters, 20 candidates) | runs | p50 ms | p95 ms |",
         "|---|---|---|---|",
-        f"| letter logits, one batched pass | {len(letters)} | {p(letters, 50):.0f} | {p(letters, 95):.0f} |",
-        f"| (floor) the same two prompts through the base model | {len(base)} | {p(base, 50):.0f} | {p(base, 95):.0f} |",
+        f"| letter logits (`LetterRanker.score`) | {len(letters)} | {p(letters, 50):.0f} | {p(letters, 95):.0f} |",
+        f"| (floor) the same two prompts through the base model, one padded batch | {len(base)} | {p(base, 50):.0f} | {p(base, 95):.0f} |",
         f"| generate a ranked list of 10 titles (80 new tokens) | {len(generate)} | "
         f"{p(generate, 50):.0f} | {p(generate, 95):.0f} |",
         f"| speed-up (p50) | | {statistics.median(generate) / statistics.median(letters):.1f}x | |",

@@ -10,6 +10,7 @@ candidates for one ml-latest-small person (``bench_llm_latency.person``). This p
    ``quantize_dynamic``; the LoRA matrices and the LM head stay float32): its ``score`` time, and how
    far its scores agree with float32 on ``--people`` other people (Spearman per prompt, top-1 agreement).
 
+The three float32 passes of item 2 are timed in turn (interleaved), so machine noise hits them alike.
 Prints a markdown table with the command, machine and date.
 
     python scripts/probe_cpu_speed.py --runs 5 --people 8
@@ -43,13 +44,21 @@ from recsys.data import mean_ratings, prepare  # noqa: E402
 
 
 def median_s(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    return interleaved([fn], runs)[0]
+
+
+def interleaved(fns: list[Callable[[], object]], runs: int) -> list[float]:
+    """Median seconds of each of ``fns``, called in turn ``runs`` times (after one warm-up each), so a
+    noisy machine slows every variant alike."""
+    for fn in fns:
         fn()
-        out.append(time.perf_counter() - start)
-    return statistics.median(out)
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for times, fn in zip(out, fns, strict=True):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in out]
 
 
 def other_people(split, n: int, seed: int) -> list[tuple[list[int], list[int], list[int]]]:
@@ -104,9 +113,8 @@ def main(args: argparse.Namespace) -> None:
         with llm.adapters_off(ranker.model):
             llm.full_hidden(ranker.model, batch, ranker.pad_id)
 
-    score = median_s(lambda: ranker.score(likes, dislikes, candidates), args.runs)
-    padded = median_s(lambda: base(rows), args.runs)
-    apart = median_s(lambda: [base([r]) for r in rows], args.runs)
+    score, padded, apart = interleaved([lambda: ranker.score(likes, dislikes, candidates), lambda: base(rows),
+                                        lambda: [base([r]) for r in rows]], args.runs)
     people = other_people(split, args.people, args.seed)
     reference = [ranker.score(*p) for p in people]
 
