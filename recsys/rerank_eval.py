@@ -194,7 +194,11 @@ def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=(
     protocols = [p for p in PROTOCOLS if p in first]
     short = {"full": "full", "sampled-100": "s-100"}
     key = "n_users" if subset == "all" else "n_valid"
-    lines = [f"**{dataset}**, users: {subset} (n = " + " / ".join(f"{first[p][key]} {p}" for p in protocols)
+    def n(p: str) -> str:  # the valid subset differs by seed (each seed's SASRec has its own top 20)
+        counts = [str(results[s][p][key]) for s in seeds]
+        return f"{'/'.join(counts) if len(set(counts)) > 1 else counts[0]} {p}"
+
+    lines = [f"**{dataset}**, users: {subset} (n = " + " / ".join(n(p) for p in protocols)
              + f"), seeds {seeds}, mean ± sd", "",
              "| row | " + " | ".join(f"{short[p]} {c}" for p in protocols for c in cols) + " |",
              "|" + "---|" * (1 + len(protocols) * len(cols))]

@@ -125,6 +125,8 @@ def test_runs_of_different_seeds_pool_into_one_table(tmp_path):
     assert sorted(merged) == [42, 43, 44]
     assert "seeds [42, 43, 44]" in markdown(merged, "toy", cols=("NDCG@10",))
     assert "| SASRec | 0.2000 ± 0.0816 |" in markdown(merged, "toy", cols=("NDCG@10",))
+    merged[43]["full"]["n_valid"] = 3
+    assert "n = 2/3/2 full" in markdown(merged, "toy", "valid", cols=("NDCG@10",))
     with pytest.raises(SystemExit, match="twice"):
         merge_results([tmp_path / "a.json", tmp_path / "a.json"])
     other = result(0.1)
