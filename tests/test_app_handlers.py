@@ -269,14 +269,15 @@ def test_api_client_without_page_load_gets_a_user(svc, settings):
     assert views[-1].state.user_id and "no longer on the list" in notices_html(views[-1].notices)
 
 
+class CountingRanker(FakeRanker):
+    calls = 0
+
+    def score(self, likes, dislikes, candidates):
+        self.calls += 1
+        return super().score(likes, dislikes, candidates)
+
+
 def test_a_fused_list_overtaken_by_a_newer_click_is_skipped(settings, toy_catalog):
-    class CountingRanker(FakeRanker):
-        calls = 0
-
-        def score(self, likes, dislikes, candidates):
-            self.calls += 1
-            return super().score(likes, dislikes, candidates)
-
     ranker = CountingRanker(toy_catalog)
     svc = fake_services(settings, toy_catalog, ranker=ranker)
     view = handlers.start(svc, settings, None)
@@ -290,13 +291,6 @@ def test_a_fused_list_overtaken_by_a_newer_click_is_skipped(settings, toy_catalo
 
 
 def test_undo_serves_the_earlier_fused_list_without_a_new_pass(settings, toy_catalog):
-    class CountingRanker(FakeRanker):
-        calls = 0
-
-        def score(self, likes, dislikes, candidates):
-            self.calls += 1
-            return super().score(likes, dislikes, candidates)
-
     ranker = CountingRanker(toy_catalog)
     svc = fake_services(settings, toy_catalog, ranker=ranker)
     view = handlers.start(svc, settings, None)
