@@ -52,6 +52,7 @@ class UserCase:
     candidates: list[int]  # raw ids, SASRec order
     target_pos: int
     base_rank: int  # SASRec rank of the target under this protocol (0-based)
+    base_scores: tuple[float, ...] = ()  # SASRec's scores of the candidates (score fusion; empty: unknown)
 
 
 def preferences(split: Split, u: int, n_likes: int = 10, n_dislikes: int = 5) -> tuple[list[int], list[int]]:
@@ -74,7 +75,7 @@ def user_cases(split: Split, scores: np.ndarray, ho: Holdout, protocol: str) -> 
         top = order[:N_CANDIDATES]
         likes, dislikes = preferences(split, u)
         cases.append(UserCase(likes, dislikes, [int(split.item_ids[i]) for i in top],
-                              rank if rank < N_CANDIDATES else -1, rank))
+                              rank if rank < N_CANDIDATES else -1, rank, tuple(float(x) for x in pool[top])))
     return cases
 
 
@@ -115,14 +116,58 @@ def reference_orders(split: Split, seed: int, means: dict[int, float] | None = N
 
 
 PROTOCOLS = ("full", "sampled-100")
+FIT_ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)  # SASRec's own order first: it wins ties
+FIT_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+N_FOLDS = 2
+
+
+def _z(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Standardised within one candidate list (non-finite scores -> the lowest finite one)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = np.where(np.isfinite(x), x, np.min(x[np.isfinite(x)], initial=0.0))
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def score_fusion(c: UserCase, s: tuple, w_pos: float, w_neg: float) -> np.ndarray:
+    """Order by z(SASRec score) + w_pos z(pos score) - w_neg z(neg score), each standardised over the 20: a
+    calibrated score fusion beside the paper's rank fusion (it keeps how sure each model is, not only its order)."""
+    n = len(c.candidates)
+    total = _z(c.base_scores) if c.base_scores else -np.arange(n, dtype=np.float64)
+    if s[0] is not None and w_pos:
+        total = total + w_pos * _z(s[0])
+    if s[1] is not None and w_neg:
+        total = total - w_neg * _z(s[1])
+    return fused_order(total, np.arange(1, n + 1))
+
+
+def cross_fit(cases: Sequence[UserCase], scored: list[tuple],
+              family: dict[str, Callable[[UserCase, tuple], np.ndarray]], seed: int,
+              folds: int = N_FOLDS) -> tuple[np.ndarray, list[str]]:
+    """Target ranks under the family member chosen on the *other* users: the users are split into ``folds``
+    (seeded); each fold gets the member with the best NDCG@10 on the rest (earlier members win ties, so
+    list the retriever's own order first). Returns the ranks and each fold's choice."""
+    ranks = {name: np.array([reranked_rank(c, fn(c, s)) for c, s in zip(cases, scored, strict=True)])
+             for name, fn in family.items()}
+    fold = np.random.default_rng(seed).permutation(len(cases)) % folds
+    out, chosen = np.empty(len(cases), dtype=np.int64), []
+    for f in range(folds):
+        rest = fold != f
+        best = max(family, key=lambda name: (summarize(ranks[name][rest])["NDCG@10"], -list(family).index(name)))
+        out[fold == f] = ranks[best][fold == f]
+        chosen.append(best)
+    return out, chosen
 NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people chose for rating-neg (BENCHMARKS §5)
 
 
 def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[tuple] | None,
               references: dict[str, Callable[[UserCase], np.ndarray]] | None = None,
-              negs: dict[str, list[tuple]] | None = None) -> dict[str, np.ndarray]:
+              negs: dict[str, list[tuple]] | None = None, seed: int = 0,
+              fitted: dict[str, list[str]] | None = None) -> dict[str, np.ndarray]:
     """Target ranks for every row of the table, from the cached model scores (+ the reference orders, and
-    non-LLM negative scorers fused with SASRec at ``NEG_BASELINE_ALPHAS``). ``tuned`` None: no LLM rows."""
+    non-LLM negative scorers fused with SASRec at ``NEG_BASELINE_ALPHAS``). ``tuned`` None: no LLM rows.
+    The "fitted" rows choose α (rank fusion) or the weights (score fusion) on the other half of the users
+    (``cross_fit``); ``fitted``, when given, receives each fold's choice."""
     base = np.arange(1, N_CANDIDATES + 1)
     rows: dict[str, list[int]] = {"SASRec": [c.base_rank for c in cases]}
     for name, order in (references or {}).items():
@@ -154,11 +199,71 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
         add("retrieval + pos (α=0.6)", fused(0.6, False), tuned)
         for a in ALPHAS:
             add(f"retrieval + pos + neg (α={a})", fused(a, True), tuned)
+        families = {
+            f"retrieval + pos + neg (α fitted, {N_FOLDS}-fold over users)":
+                {f"α={a}": fused(a, True) for a in FIT_ALPHAS},
+            f"retrieval + pos + neg (score fusion fitted, {N_FOLDS}-fold over users)":
+                {f"w_pos={wp}, w_neg={wn}": (lambda c, s, wp=wp, wn=wn: score_fusion(c, s, wp, wn))
+                 for wp in FIT_WEIGHTS for wn in FIT_WEIGHTS},
+        }
+        for name, family in families.items():
+            rows[name], chosen = cross_fit(cases, tuned, family, seed)
+            if fitted is not None:
+                fitted[name] = chosen
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
+def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None]) -> None:
+    """Every case with its candidates, SASRec scores and each ranker's scores (NaN: not scored), so that
+    other fusions can be tried later without running the LLM again (``load_scores``)."""
+    n = N_CANDIDATES
+    def pad(x, fill=np.nan) -> np.ndarray:
+        out = np.full(n, fill, dtype=np.float64)
+        if x is not None and len(x):
+            out[: len(x)] = x
+        return out
+    arrays = {
+        "candidates": np.stack([pad(c.candidates, -1) for c in cases]).astype(np.int64),
+        "base_scores": np.stack([pad(c.base_scores) for c in cases]),
+        "target_pos": np.array([c.target_pos for c in cases]), "base_rank": np.array([c.base_rank for c in cases]),
+    }
+    for name, scores in scored.items():
+        if scores is not None:
+            for side, i in (("pos", 0), ("neg", 1)):
+                arrays[f"{name}_{side}"] = np.stack([pad(s[i]) for s in scores])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+def load_scores(path: Path, name: str = "tuned") -> tuple[list[UserCase], list[tuple]]:
+    """``save_scores``' cases (without likes and dislikes) and one ranker's scores, None where not scored."""
+    z = np.load(path)
+    cases, scored = [], []
+    for i in range(len(z["target_pos"])):
+        keep = z["candidates"][i] >= 0
+        cases.append(UserCase([], [], [int(x) for x in z["candidates"][i][keep]], int(z["target_pos"][i]),
+                              int(z["base_rank"][i]), tuple(float(x) for x in z["base_scores"][i][keep])))
+        sides = [z[f"{name}_{side}"][i][keep] if f"{name}_{side}" in z else None for side in ("pos", "neg")]
+        scored.append(tuple(None if s is None or np.isnan(s).all() else s for s in sides))
+    return cases, scored
+
+
+def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str) -> list[tuple] | None:
+    """One ranker's scores from an earlier run's dump when it holds exactly these cases (same candidates in
+    the same order, same targets) and every valid case was scored; else None (score them again)."""
+    if path is None or not path.exists():
+        return None
+    old, scored = load_scores(path, name)
+    same = len(old) == len(cases) and all(o.candidates == c.candidates and o.target_pos == c.target_pos
+                                          for o, c in zip(old, cases, strict=False))
+    if not same or any(c.target_pos >= 0 and s[0] is None for c, s in zip(cases, scored, strict=True)):
+        return None
+    log.info("%s scores reused from %s", name, path)
+    return scored
+
+
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
-        max_users: int | None, protocols: Sequence[str] = PROTOCOLS) -> dict:
+        max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None) -> dict:
     from recsys.sim.session import RatingNegRanker
 
     _, split = prepare(dataset)
@@ -175,15 +280,22 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
     out = {}
     for protocol in protocols:
         cases = user_cases(split, scores, ho, protocol)
-        tuned_s = score_cases(tuned, cases, f"{dataset} {protocol} tuned") if tuned is not None else None
-        zero_s = score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None
-        rows = rank_rows(cases, tuned_s, zero_s, references, {"rating-neg": score_cases(rated, cases, "rating-neg")})
+        dump = scores_dir / f"{dataset}-{seed}-{protocol}.npz" if scores_dir is not None else None
+        tuned_s, zero_s = (reused_scores(dump, cases, name) if ranker is not None else None
+                           for name, ranker in (("tuned", tuned), ("zero", zero)))
+        tuned_s = tuned_s or (score_cases(tuned, cases, f"{dataset} {protocol} tuned") if tuned is not None else None)
+        zero_s = zero_s or (score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None)
+        fitted: dict[str, list[str]] = {}
+        rows = rank_rows(cases, tuned_s, zero_s, references, {"rating-neg": score_cases(rated, cases, "rating-neg")},
+                         seed, fitted)
         valid = np.array([c.target_pos >= 0 for c in cases])
         out[protocol] = {
             "all": {k: summarize(v) for k, v in rows.items()},
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
-            "n_users": len(cases), "n_valid": int(valid.sum()),
+            "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted,
         }
+        if scores_dir is not None:
+            save_scores(scores_dir / f"{dataset}-{seed}-{protocol}.npz", cases, {"tuned": tuned_s, "zero": zero_s})
     return out
 
 
@@ -209,6 +321,11 @@ def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=(
                 vals = [results[s][p][subset][row][c] for s in seeds]
                 cells.append(f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else ""))
         lines.append("| " + " | ".join(cells) + " |")
+    choices = [f"seed {s} {p}: " + "; ".join(f"{row.split(' (')[0]} {row.split('(')[1].split(',')[0]}: "
+                                              + " / ".join(c) for row, c in results[s][p]["fitted"].items())
+               for s in seeds for p in protocols if results[s][p].get("fitted")]
+    if choices and subset == "all":
+        lines += ["", "Chosen on the other half of the users (one choice per fold): " + " · ".join(choices)]
     return "\n".join(lines)
 
 
@@ -265,7 +382,7 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
             log.warning("no adapters in %s: only the zero-shot LLM rows", adapters)
             model, tokenizer = llm.load_base(base_model, Path(".cache"), llm.resolve_device("auto"))
             zero = llm.LetterRanker(model, tokenizer, None, catalog)
-    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols) for s in seeds}
+    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores") for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "

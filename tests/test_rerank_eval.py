@@ -134,3 +134,83 @@ def test_runs_of_different_seeds_pool_into_one_table(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"45": other}))
     with pytest.raises(SystemExit, match="different rows"):
         merge_results([tmp_path / "a.json", tmp_path / "c.json"])
+
+
+def _valid_cases(n: int, target_pos: int = 5) -> list:
+    from recsys.rerank_eval import UserCase
+
+    return [UserCase([1], [], list(range(100 * u, 100 * u + 20)), target_pos, target_pos,
+                     tuple(float(20 - i) for i in range(20))) for u in range(n)]
+
+
+def _to_top(c, s):  # moves the target to the front, the rest keep SASRec's order
+    return np.array([c.target_pos] + [i for i in range(20) if i != c.target_pos])
+
+
+def _keep(c, s):
+    return np.arange(20)
+
+
+def test_cross_fit_picks_what_helps_the_other_users_and_keeps_the_retriever_on_ties():
+    from recsys.rerank_eval import cross_fit
+
+    cases = _valid_cases(40)
+    scored = [(None, None)] * len(cases)
+    ranks, chosen = cross_fit(cases, scored, {"keep": _keep, "oracle": _to_top}, seed=0)
+    assert chosen == ["oracle", "oracle"] and np.all(ranks == 0)
+    ranks, chosen = cross_fit(cases, scored, {"keep": _keep, "same": _keep}, seed=0)
+    assert chosen == ["keep", "keep"] and np.all(ranks == 5)
+
+
+def test_cross_fit_never_chooses_on_the_users_it_is_applied_to():
+    from recsys.rerank_eval import N_FOLDS, cross_fit
+
+    cases = _valid_cases(40)
+    scored = [(None, None)] * len(cases)
+    fold = np.random.default_rng(3).permutation(len(cases)) % N_FOLDS  # the folds cross_fit draws with seed 3
+    in_fold0 = {id(c) for c, f in zip(cases, fold, strict=True) if f == 0}
+
+    def helps_fold0_only(c, s):  # lifts fold 0's targets to the top, sinks fold 1's to the bottom
+        return _to_top(c, s) if id(c) in in_fold0 else np.array([i for i in range(20) if i != c.target_pos]
+                                                                  + [c.target_pos])
+
+    ranks, chosen = cross_fit(cases, scored, {"keep": _keep, "cheat": helps_fold0_only}, seed=3)
+    # fold 0 is ranked by what fold 1 prefers (keep) and vice versa: an in-sample fit would give fold 0 rank 0
+    assert chosen == ["keep", "cheat"]
+    assert np.all(ranks[fold == 0] == 5) and np.all(ranks[fold == 1] == 19)
+
+
+def test_score_fusion_weights_move_from_the_retriever_to_the_model():
+    from recsys.rerank_eval import score_fusion
+
+    case = _valid_cases(1)[0]
+    pos = np.zeros(20)
+    pos[7] = 5.0
+    neg = np.zeros(20)
+    neg[0] = 5.0
+    assert score_fusion(case, (pos, neg), 0.0, 0.0).tolist() == list(range(20))
+    assert score_fusion(case, (pos, neg), 10.0, 0.0)[0] == 7
+    assert score_fusion(case, (pos, neg), 0.0, 10.0)[-1] == 0
+    assert score_fusion(case, (None, None), 10.0, 10.0).tolist() == list(range(20))
+
+
+def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
+    from dataclasses import replace
+
+    from recsys.rerank_eval import UserCase, load_scores, reused_scores, save_scores
+
+    cases = _valid_cases(3) + [UserCase([1], [], list(range(900, 920)), -1, 40, tuple(range(20)))]
+    rng = np.random.default_rng(0)
+    scored = [(rng.normal(size=20), rng.normal(size=20)) for _ in range(3)] + [(None, None)]
+    path = tmp_path / "s.npz"
+    save_scores(path, cases, {"tuned": scored, "zero": None})
+    back, again = load_scores(path)
+    assert [(c.candidates, c.target_pos, c.base_rank) for c in back] == \
+        [(c.candidates, c.target_pos, c.base_rank) for c in cases]
+    assert back[0].base_scores == cases[0].base_scores
+    assert np.allclose(again[1][0], scored[1][0]) and again[3] == (None, None)
+    assert reused_scores(path, cases, "tuned") is not None
+    assert reused_scores(path, cases, "zero") is None  # never scored by that ranker
+    moved = cases[:1] + [replace(cases[1], candidates=cases[1].candidates[::-1])] + cases[2:]
+    assert reused_scores(path, moved, "tuned") is None
+    assert reused_scores(tmp_path / "missing.npz", cases, "tuned") is None
