@@ -340,3 +340,26 @@ def test_admin_secret_is_required_and_never_logged(caplog):
     assert access.refusal(None) == access.NOT_CONFIGURED and access.refusal(expected) == access.REFUSED
     assert "s3cret-admin" not in caplog.text and "wrong-guess-1" not in caplog.text
     assert "refused" in caplog.text
+
+
+def test_blocks_that_start_from_the_same_request_share_one_model_pass(db_url, tmp_path, toy_catalog, study):
+    """arm_pos and arm_posneg both open with the request's seed movie as the only like: the same question to the
+    positive model, asked once (the app's CachedRanker); later rounds differ by block, so they are asked anew."""
+    from tests.test_app_handlers import CountingRanker
+
+    class Recording(CountingRanker):
+        asked: list = []
+
+        def score(self, likes, dislikes, candidates):
+            self.asked.append((tuple(likes), tuple(dislikes), frozenset(candidates)))
+            return super().score(likes, dislikes, candidates)
+
+    ranker = Recording(toy_catalog)
+    ranker.asked = []
+    settings = Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache")
+    env = StudyEnv(fake_services(settings, toy_catalog, ranker=ranker), settings, {study.id: study})
+    run_through(env, request="something like Alien")
+    with env.services.sessions() as s:
+        llm_lists = [i for i in s.scalars(select(Impression)) if any(it.pos_rank is not None for it in i.items)]
+    assert len(llm_lists) == 4  # rounds 1 and 2 of arm_pos and arm_posneg
+    assert len(ranker.asked) == len(set(ranker.asked)) == 3  # round 1's question once, each round 2 its own
