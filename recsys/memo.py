@@ -3,8 +3,8 @@
 A ranking pass costs seconds on a laptop CPU (docs/BENCHMARKS.md §2), and the same question often
 comes back: an undo restores the state before a click (tests/test_app_handlers.py), a study block that
 starts from the same request as an earlier one asks the shared model the same thing
-(tests/test_study_flow.py), and the simulation's conditions all ask the same thing in round 1. Each side is looked up on its own, so when
-only one prompt is new, only it runs (one row instead of two).
+(tests/test_study_flow.py), and the simulation's conditions all ask the same thing in round 1. Each side
+is looked up on its own, so when only one prompt is new, only it runs (one row instead of two).
 
 Valid for rankers whose pos score does not depend on the dislikes (and vice versa) and that do not look
 at the candidates' order: true of ``recsys.llm.LetterRanker`` (separate rows; the prompt order is a
