@@ -345,6 +345,30 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     return merged
 
 
+def deltas_table(paths: Sequence[Path]) -> str:
+    """Each LLM row's paired difference from SASRec in per-user NDCG@10 (mean over all users, 95% t-interval,
+    and relative to SASRec's NDCG@10), recomputed from ``save_scores`` dumps named <dataset>-<seed>-<protocol>.npz."""
+    from recsys.sim.metrics import mean_ci
+
+    def ndcg10(ranks: np.ndarray) -> np.ndarray:
+        return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+    columns, cells = [], {}
+    for path in paths:
+        dataset, seed, protocol = Path(path).stem.rsplit("-", 2)
+        cases, scored = load_scores(Path(path))
+        rows = rank_rows(cases, scored, None, seed=int(seed))
+        base = ndcg10(rows.pop("SASRec"))
+        columns.append(f"{dataset} seed {seed} {protocol} (n = {len(cases)}; SASRec {base.mean():.4f})")
+        for name, ranks in rows.items():
+            mean, lo, hi, _ = mean_ci(ndcg10(ranks) - base)
+            relative = f" ({mean / base.mean():+.1%})" if base.mean() > 0 else ""
+            cells.setdefault(name, []).append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{relative}")
+    lines = ["| row | " + " | ".join(columns) + " |", "|" + "---|" * (1 + len(columns))]
+    lines += [f"| {name} | " + " | ".join(c) + " |" for name, c in cells.items()]
+    return "\n".join(lines)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Table 2: SASRec + preference-LLM re-ranking.")
     p.add_argument("--dataset", default="ml-latest-small")
@@ -360,6 +384,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/rerank"))
     p.add_argument("--tables-from", type=Path, nargs="+", default=None, metavar="JSON",
                    help="only print the tables of earlier runs' JSON files (seeds pooled: mean ± sd)")
+    p.add_argument("--deltas-from", type=Path, nargs="+", default=None, metavar="NPZ",
+                   help="only print each LLM row's paired NDCG@10 difference from SASRec, from score dumps")
     return p
 
 
@@ -393,7 +419,9 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = vars(make_parser().parse_args())
-    if (sources := args.pop("tables_from")) is not None:
+    if (dumps := args.pop("deltas_from")) is not None:
+        print(deltas_table(dumps))  # noqa: T201
+    elif (sources := args.pop("tables_from")) is not None:
         merged = merge_results(sources)
         print("\n\n".join(markdown(merged, args["dataset"], subset) for subset in ("all", "valid")))  # noqa: T201
     else:

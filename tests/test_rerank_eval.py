@@ -214,3 +214,15 @@ def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
     moved = cases[:1] + [replace(cases[1], candidates=cases[1].candidates[::-1])] + cases[2:]
     assert reused_scores(path, moved, "tuned") is None
     assert reused_scores(tmp_path / "missing.npz", cases, "tuned") is None
+
+
+def test_deltas_from_a_dump_are_paired_differences_from_sasrec(tmp_path):
+    from recsys.rerank_eval import deltas_table, save_scores
+
+    cases = _valid_cases(30, target_pos=12)  # SASRec puts every target 13th: NDCG@10 = 0
+    oracle = [(np.eye(20)[12], -np.eye(20)[12]) for _ in cases]
+    path = tmp_path / "toy-7-full.npz"
+    save_scores(path, cases, {"tuned": oracle})
+    table = deltas_table([path])
+    assert "toy seed 7 full (n = 30; SASRec 0.0000)" in table
+    assert "| fine-tuned pos alone | +1.0000 [+1.0000, +1.0000]" in table  # every target moves to rank 1
