@@ -7,7 +7,10 @@ For each test user (leave-one-out, history = all but the last item):
 - the ranker scores the 20 (one batched forward for both adapters), fusion re-orders them; items below
   the top 20 keep SASRec's order, so a re-ranker can only move the target within the top 20.
 Rows: SASRec; LLM alone (its own order of the 20); retrieval + positive; retrieval + positive + negative;
-an α sweep; and the valid-retrieval subset (target inside the top 20), where re-ranking can matter.
+an α sweep; the fusion fitted on the other half of the users (the paper's α, and a z-scored score fusion);
+and the valid-retrieval subset (target inside the top 20), where re-ranking can matter. Each run stores every
+user's candidates and scores (``save_scores``): a later run over the same cases reuses them, and
+``--deltas-from`` prints paired per-user differences from SASRec with 95% intervals.
 
 Command: ``python -m recsys.rerank_eval --dataset ml-latest-small --seeds 42`` (needs runs/models from
 ``python -m recsys.evaluate``). Not for: training (finetune.py) or the app.
@@ -119,6 +122,7 @@ PROTOCOLS = ("full", "sampled-100")
 FIT_ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)  # SASRec's own order first: it wins ties
 FIT_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 N_FOLDS = 2
+NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people chose for rating-neg (BENCHMARKS §5)
 
 
 def _z(x: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -157,7 +161,6 @@ def cross_fit(cases: Sequence[UserCase], scored: list[tuple],
         out[fold == f] = ranks[best][fold == f]
         chosen.append(best)
     return out, chosen
-NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people chose for rating-neg (BENCHMARKS §5)
 
 
 def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[tuple] | None,
@@ -294,8 +297,8 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
             "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted,
         }
-        if scores_dir is not None:
-            save_scores(scores_dir / f"{dataset}-{seed}-{protocol}.npz", cases, {"tuned": tuned_s, "zero": zero_s})
+        if dump is not None:
+            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s})
     return out
 
 
