@@ -358,7 +358,8 @@ def deltas_table(paths: Sequence[Path]) -> str:
 
     columns, cells = [], {}
     for path in paths:
-        dataset, seed, protocol = Path(path).stem.rsplit("-", 2)
+        protocol = next(p for p in PROTOCOLS if Path(path).stem.endswith(f"-{p}"))
+        dataset, seed = Path(path).stem[: -len(protocol) - 1].rsplit("-", 1)
         cases, scored = load_scores(Path(path))
         rows = rank_rows(cases, scored, None, seed=int(seed))
         base = ndcg10(rows.pop("SASRec"))

@@ -226,3 +226,5 @@ def test_deltas_from_a_dump_are_paired_differences_from_sasrec(tmp_path):
     table = deltas_table([path])
     assert "toy seed 7 full (n = 30; SASRec 0.0000)" in table
     assert "| fine-tuned pos alone | +1.0000 [+1.0000, +1.0000]" in table  # every target moves to rank 1
+    save_scores(tmp_path / "ml-100k-43-sampled-100.npz", cases, {"tuned": oracle})  # names with hyphens
+    assert "ml-100k seed 43 sampled-100 (n = 30" in deltas_table([tmp_path / "ml-100k-43-sampled-100.npz"])
