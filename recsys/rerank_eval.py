@@ -265,6 +265,14 @@ def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str) -> li
     return scored
 
 
+def scores_for(ranker: PreferenceRanker | None, name: str, cases: Sequence[UserCase], dump: Path | None,
+               desc: str) -> list[tuple] | None:
+    """A ranker's scores of the cases: from the dump when it holds exactly these, else from the ranker."""
+    if ranker is None:
+        return None
+    return reused_scores(dump, cases, name) or score_cases(ranker, cases, desc)
+
+
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
         max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None) -> dict:
     from recsys.sim.session import RatingNegRanker
@@ -284,10 +292,8 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
     for protocol in protocols:
         cases = user_cases(split, scores, ho, protocol)
         dump = scores_dir / f"{dataset}-{seed}-{protocol}.npz" if scores_dir is not None else None
-        tuned_s, zero_s = (reused_scores(dump, cases, name) if ranker is not None else None
+        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}")
                            for name, ranker in (("tuned", tuned), ("zero", zero)))
-        tuned_s = tuned_s or (score_cases(tuned, cases, f"{dataset} {protocol} tuned") if tuned is not None else None)
-        zero_s = zero_s or (score_cases(zero, cases, f"{dataset} {protocol} zero-shot") if zero is not None else None)
         fitted: dict[str, list[str]] = {}
         rows = rank_rows(cases, tuned_s, zero_s, references, {"rating-neg": score_cases(rated, cases, "rating-neg")},
                          seed, fitted)
@@ -324,8 +330,7 @@ def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=(
                 vals = [results[s][p][subset][row][c] for s in seeds]
                 cells.append(f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else ""))
         lines.append("| " + " | ".join(cells) + " |")
-    choices = [f"seed {s} {p}: " + "; ".join(f"{row.split(' (')[0]} {row.split('(')[1].split(',')[0]}: "
-                                              + " / ".join(c) for row, c in results[s][p]["fitted"].items())
+    choices = [f"seed {s} {p}: " + "; ".join(f"{row}: {' / '.join(c)}" for row, c in results[s][p]["fitted"].items())
                for s in seeds for p in protocols if results[s][p].get("fitted")]
     if choices and subset == "all":
         lines += ["", "Chosen on the other half of the users (one choice per fold): " + " · ".join(choices)]

@@ -348,14 +348,15 @@ def test_blocks_that_start_from_the_same_request_share_one_model_pass(db_url, tm
     from tests.test_app_handlers import CountingRanker
 
     class Recording(CountingRanker):
-        asked: list = []
+        def __init__(self, catalog):
+            super().__init__(catalog)
+            self.asked = []
 
         def score(self, likes, dislikes, candidates):
             self.asked.append((tuple(likes), tuple(dislikes), frozenset(candidates)))
             return super().score(likes, dislikes, candidates)
 
     ranker = Recording(toy_catalog)
-    ranker.asked = []
     settings = Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache")
     env = StudyEnv(fake_services(settings, toy_catalog, ranker=ranker), settings, {study.id: study})
     run_through(env, request="something like Alien")
