@@ -22,9 +22,14 @@ def target_rank(scores: np.ndarray, target: int | np.ndarray) -> np.ndarray:
     return above + ties
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+def ndcg_per_user(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Each user's NDCG@k (paired comparisons between rankers need them before averaging)."""
     ranks = np.asarray(ranks)
-    return float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+    return float(ndcg_per_user(ranks, k).mean())
 
 
 def hr_at_k(ranks: np.ndarray, k: int) -> float:

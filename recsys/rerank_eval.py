@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from recsys.data import Split, mean_ratings, prepare
 from recsys.evaluate import Holdout, holdout
 from recsys.fusion import fuse, fused_order, ranks_from_scores
-from recsys.metrics import summarize
+from recsys.metrics import ndcg_at_k, ndcg_per_user, summarize
 from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecRetriever
 from recsys.training import mask_seen, score_all
@@ -157,7 +157,7 @@ def cross_fit(cases: Sequence[UserCase], scored: list[tuple],
     out, chosen = np.empty(len(cases), dtype=np.int64), []
     for f in range(folds):
         rest = fold != f
-        best = max(family, key=lambda name: (summarize(ranks[name][rest])["NDCG@10"], -list(family).index(name)))
+        best = max(family, key=lambda name: (ndcg_at_k(ranks[name][rest], 10), -list(family).index(name)))
         out[fold == f] = ranks[best][fold == f]
         chosen.append(best)
     return out, chosen
@@ -358,19 +358,16 @@ def deltas_table(paths: Sequence[Path]) -> str:
     and relative to SASRec's NDCG@10), recomputed from ``save_scores`` dumps named <dataset>-<seed>-<protocol>.npz."""
     from recsys.sim.metrics import mean_ci
 
-    def ndcg10(ranks: np.ndarray) -> np.ndarray:
-        return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
-
     columns, cells = [], {}
     for path in paths:
         protocol = next(p for p in PROTOCOLS if Path(path).stem.endswith(f"-{p}"))
         dataset, seed = Path(path).stem[: -len(protocol) - 1].rsplit("-", 1)
         cases, scored = load_scores(Path(path))
         rows = rank_rows(cases, scored, None, seed=int(seed))
-        base = ndcg10(rows.pop("SASRec"))
+        base = ndcg_per_user(rows.pop("SASRec"), 10)
         columns.append(f"{dataset} seed {seed} {protocol} (n = {len(cases)}; SASRec {base.mean():.4f})")
         for name, ranks in rows.items():
-            mean, lo, hi, _ = mean_ci(ndcg10(ranks) - base)
+            mean, lo, hi, _ = mean_ci(ndcg_per_user(ranks, 10) - base)
             relative = f" ({mean / base.mean():+.1%})" if base.mean() > 0 else ""
             cells.setdefault(name, []).append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{relative}")
     lines = ["| row | " + " | ".join(columns) + " |", "|" + "---|" * (1 + len(columns))]
