@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from recsys.data import Split, mean_ratings, prepare
 from recsys.evaluate import Holdout, holdout
 from recsys.fusion import fuse, fused_order, ranks_from_scores
+from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, cross_fit_listwise
 from recsys.metrics import ndcg_at_k, ndcg_per_user, summarize
 from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecRetriever
@@ -122,6 +123,7 @@ PROTOCOLS = ("full", "sampled-100")
 FIT_ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)  # SASRec's own order first: it wins ties
 FIT_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 N_FOLDS = 2
+FEATURE_SETS = {"shown features": SHOWN, "shown features + popularity": WITH_POPULARITY}  # recsys.listwise
 NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people chose for rating-neg (BENCHMARKS §5)
 
 
@@ -166,11 +168,14 @@ def cross_fit(cases: Sequence[UserCase], scored: list[tuple],
 def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[tuple] | None,
               references: dict[str, Callable[[UserCase], np.ndarray]] | None = None,
               negs: dict[str, list[tuple]] | None = None, seed: int = 0,
-              fitted: dict[str, list[str]] | None = None) -> dict[str, np.ndarray]:
+              fitted: dict[str, list[str]] | None = None,
+              features: dict[str, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
     """Target ranks for every row of the table, from the cached model scores (+ the reference orders, and
     non-LLM negative scorers fused with SASRec at ``NEG_BASELINE_ALPHAS``). ``tuned`` None: no LLM rows.
     The "fitted" rows choose α (rank fusion) or the weights (score fusion) on the other half of the users
-    (``cross_fit``); ``fitted``, when given, receives each fold's choice."""
+    (``cross_fit``); ``fitted``, when given, receives each fold's choice. ``features``: per feature set,
+    one (20, d) matrix per case; each set adds a row re-ranked by a listwise logit fitted on the other
+    half (``recsys.listwise``), the non-LLM yardstick for the LLM rows."""
     base = np.arange(1, N_CANDIDATES + 1)
     rows: dict[str, list[int]] = {"SASRec": [c.base_rank for c in cases]}
     for name, order in (references or {}).items():
@@ -194,6 +199,11 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
     for name, scored in (negs or {}).items():
         for a in NEG_BASELINE_ALPHAS:
             add(f"retrieval + {name} (α={a})", fused(a, True), scored)
+    for name, matrices in (features or {}).items():
+        rows[f"retrieval + {name} (listwise logit fitted, {N_FOLDS}-fold over users)"], weights = \
+            cross_fit_listwise(cases, matrices, seed, N_FOLDS)
+        if fitted is not None:
+            fitted[f"{name} weights"] = ["(" + ", ".join(f"{x:+.2f}" for x in w) + ")" for w in weights]
     if zero is not None:
         add("LLM zero-shot alone", alone, zero)
         add("retrieval + zero-shot pos + neg (α=0.6)", fused(0.6, True), zero)
@@ -275,11 +285,13 @@ def scores_for(ranker: PreferenceRanker | None, name: str, cases: Sequence[UserC
 
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
         max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None) -> dict:
+    from recsys.catalog import Catalog
     from recsys.sim.session import RatingNegRanker
 
-    _, split = prepare(dataset)
+    ds, split = prepare(dataset)
     means = mean_ratings(split)  # over every user's training part, before any user subsample
     references, rated = reference_orders(split, seed, means), RatingNegRanker(means)
+    featurize = CandidateFeatures(split, Catalog(ds.items), means)
     retriever = SASRecRetriever.load(models_dir / f"{dataset}-sasrec-{seed}")
     ho = holdout(split, seed)
     users = np.random.default_rng(seed).permutation(len(split.sequences))[:max_users] if max_users else None
@@ -295,13 +307,14 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
         tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}")
                            for name, ranker in (("tuned", tuned), ("zero", zero)))
         fitted: dict[str, list[str]] = {}
+        features = {name: [featurize(c, cols) for c in cases] for name, cols in FEATURE_SETS.items()}
         rows = rank_rows(cases, tuned_s, zero_s, references, {"rating-neg": score_cases(rated, cases, "rating-neg")},
-                         seed, fitted)
+                         seed, fitted, features)
         valid = np.array([c.target_pos >= 0 for c in cases])
         out[protocol] = {
             "all": {k: summarize(v) for k, v in rows.items()},
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
-            "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted,
+            "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted, "deltas": paired_deltas(rows),
         }
         if dump is not None:
             save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s})
@@ -353,26 +366,48 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     return merged
 
 
+def paired_deltas(rows: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Each row's paired per-user NDCG@10 difference from SASRec: [mean, low, high] (95% t-interval)."""
+    from recsys.sim.metrics import mean_ci
+
+    base = ndcg_per_user(rows["SASRec"], 10)
+    return {name: [float(v) for v in mean_ci(ndcg_per_user(ranks, 10) - base)[:3]]
+            for name, ranks in rows.items() if name != "SASRec"}
+
+
+def deltas_markdown(columns: Sequence[tuple[str, float, dict[str, list[float]]]]) -> str:
+    """One column per (title, SASRec's NDCG@10, ``paired_deltas``): mean [95% interval] (relative to SASRec)."""
+    cells: dict[str, list[str]] = {}
+    for i, (_, base, deltas) in enumerate(columns):
+        for name, (mean, lo, hi) in deltas.items():
+            relative = f" ({mean / base:+.1%})" if base > 0 else ""
+            cells.setdefault(name, ["—"] * len(columns))[i] = f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{relative}"
+    lines = ["| row | " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * (1 + len(columns))]
+    return "\n".join(lines + [f"| {name} | " + " | ".join(c) + " |" for name, c in cells.items()])
+
+
 def deltas_table(paths: Sequence[Path]) -> str:
     """Each LLM row's paired difference from SASRec in per-user NDCG@10 (mean over all users, 95% t-interval,
     and relative to SASRec's NDCG@10), recomputed from ``save_scores`` dumps named <dataset>-<seed>-<protocol>.npz."""
-    from recsys.sim.metrics import mean_ci
-
-    columns, cells = [], {}
+    columns = []
     for path in paths:
         protocol = next(p for p in PROTOCOLS if Path(path).stem.endswith(f"-{p}"))
         dataset, seed = Path(path).stem[: -len(protocol) - 1].rsplit("-", 1)
         cases, scored = load_scores(Path(path))
         rows = rank_rows(cases, scored, None, seed=int(seed))
-        base = ndcg_per_user(rows.pop("SASRec"), 10)
-        columns.append(f"{dataset} seed {seed} {protocol} (n = {len(cases)}; SASRec {base.mean():.4f})")
-        for name, ranks in rows.items():
-            mean, lo, hi, _ = mean_ci(ndcg_per_user(ranks, 10) - base)
-            relative = f" ({mean / base.mean():+.1%})" if base.mean() > 0 else ""
-            cells.setdefault(name, []).append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{relative}")
-    lines = ["| row | " + " | ".join(columns) + " |", "|" + "---|" * (1 + len(columns))]
-    lines += [f"| {name} | " + " | ".join(c) + " |" for name, c in cells.items()]
-    return "\n".join(lines)
+        base = float(ndcg_per_user(rows["SASRec"], 10).mean())
+        columns.append((f"{dataset} seed {seed} {protocol} (n = {len(cases)}; SASRec {base:.4f})", base,
+                        paired_deltas(rows)))
+    return deltas_markdown(columns)
+
+
+def results_deltas(results: dict[int, dict], dataset: str) -> str:
+    """``deltas_markdown`` of a run's stored per-seed ``paired_deltas`` (every row, not only the LLM's)."""
+    columns = [(f"{dataset} seed {s} {p} (n = {r['n_users']}; SASRec {r['all']['SASRec']['NDCG@10']:.4f})",
+                r["all"]["SASRec"]["NDCG@10"], r["deltas"])
+               for s in sorted(results) for p, r in results[s].items() if "deltas" in r]
+    return "Paired per-user NDCG@10 difference from SASRec, mean [95% interval] (relative):\n\n" \
+        + deltas_markdown(columns) if columns else ""
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -419,7 +454,8 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
              f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}_")
-    return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid")])
+    return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid"),
+                        results_deltas(results, dataset)])
 
 
 if __name__ == "__main__":
@@ -429,6 +465,7 @@ if __name__ == "__main__":
         print(deltas_table(dumps))  # noqa: T201
     elif (sources := args.pop("tables_from")) is not None:
         merged = merge_results(sources)
-        print("\n\n".join(markdown(merged, args["dataset"], subset) for subset in ("all", "valid")))  # noqa: T201
+        print("\n\n".join([*(markdown(merged, args["dataset"], subset) for subset in ("all", "valid")),  # noqa: T201
+                             results_deltas(merged, args["dataset"])]))
     else:
         print(main(**args))  # noqa: T201

@@ -228,3 +228,19 @@ def test_deltas_from_a_dump_are_paired_differences_from_sasrec(tmp_path):
     assert "| fine-tuned pos alone | +1.0000 [+1.0000, +1.0000]" in table  # every target moves to rank 1
     save_scores(tmp_path / "ml-100k-43-sampled-100.npz", cases, {"tuned": oracle})  # names with hyphens
     assert "ml-100k seed 43 sampled-100 (n = 30" in deltas_table([tmp_path / "ml-100k-43-sampled-100.npz"])
+
+
+def test_a_runs_stored_deltas_print_one_column_per_seed_and_protocol():
+    from recsys.rerank_eval import paired_deltas, rank_rows, results_deltas
+
+    cases = _valid_cases(30, target_pos=12)
+    rows = rank_rows(cases, [(np.eye(20)[12], -np.eye(20)[12]) for _ in cases], None)
+    deltas = paired_deltas(rows)
+    assert "SASRec" not in deltas and deltas["fine-tuned pos alone"] == [1.0, 1.0, 1.0]
+    cell = {"NDCG@10": 0.25}
+    result = {"all": {"SASRec": cell}, "valid": {"SASRec": cell}, "n_users": 30, "n_valid": 30}
+    results = {42: {"full": {**result, "deltas": deltas}}, 43: {"full": {**result, "deltas": {"only here": [0.1, 0.0, 0.2]}}}}
+    table = results_deltas(results, "toy")
+    assert "| row | toy seed 42 full (n = 30; SASRec 0.2500) | toy seed 43 full (n = 30; SASRec 0.2500) |" in table
+    assert "| only here | — | +0.1000 [+0.0000, +0.2000] (+40.0%) |" in table
+    assert results_deltas({42: {"full": result}}, "toy") == ""  # runs stored before deltas: no table

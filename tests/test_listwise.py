@@ -1,0 +1,100 @@
+import numpy as np
+import pandas as pd
+
+from recsys.listwise import SHOWN, CandidateFeatures, cross_fit_listwise, fit_listwise
+from recsys.rerank_eval import UserCase, rank_rows
+
+
+def _lists(n: int, seed: int, signal: float = 1.0):
+    """n lists of 20 candidates with 3 random features; the target is a random candidate whose feature 1
+    is set a clear margin beyond every other one's, in the direction of ``signal``."""
+    rng = np.random.default_rng(seed)
+    features, targets = [rng.normal(size=(20, 3)) for _ in range(n)], rng.integers(0, 20, size=n)
+    for x, t in zip(features, targets, strict=True):
+        x[t, 1] = signal * (np.max(signal * x[:, 1]) + 1.0)
+    return features, [int(t) for t in targets]
+
+
+def test_fit_listwise_finds_the_feature_that_picks_the_target():
+    features, targets = _lists(200, 0)
+    w = fit_listwise(features, targets)
+    assert w[1] > 1.0 and abs(w[0]) < 0.3 * w[1] and abs(w[2]) < 0.3 * w[1]
+    hits = np.mean([np.argmax(x @ w) == t for x, t in zip(features, targets, strict=True)])
+    assert hits == 1.0
+    # against the sign: the fit follows the data, not the feature's index
+    features, targets = _lists(200, 1, signal=-1.0)
+    assert fit_listwise(features, targets)[1] < -1.0
+
+
+def test_fit_listwise_reaches_the_minimum_a_derivative_free_fit_finds():
+    from scipy.optimize import minimize
+
+    features, targets = _lists(30, 2)
+
+    def loss(w):  # the objective fit_listwise minimises, written out independently
+        s = np.stack([x @ w for x in features])
+        return -np.mean(s[np.arange(len(targets)), targets] - np.log(np.exp(s).sum(axis=1))) + 1e-2 * w @ w
+
+    w = fit_listwise(features, targets)
+    reference = minimize(loss, np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).x
+    assert np.allclose(w, reference, atol=1e-3)  # a wrong analytic gradient would stop L-BFGS elsewhere
+
+
+def _cases(features, targets):
+    return [UserCase([], [], list(range(100 * i, 100 * i + 20)), t, t) for i, t in enumerate(targets)]
+
+
+def test_cross_fit_listwise_fits_on_the_other_half_only():
+    features, targets = _lists(120, 3)
+    cases = _cases(features, targets)
+    ranks, weights = cross_fit_listwise(cases, features, seed=0)
+    assert len(weights) == 2 and all(w[1] > 1.0 for w in weights)
+    assert np.all(ranks == 0)  # the feature generalises across users: every target goes first
+
+    # a feature that points at the target in one half and away from it in the other: fitted on the other
+    # half, each half is ranked by the wrong sign (an in-sample fit would put half of the targets first)
+    fold = np.random.default_rng(5).permutation(len(cases)) % 2
+    flipped = [x * (1 if f == 0 else -1) for x, f in zip(features, fold, strict=True)]
+    ranks, weights = cross_fit_listwise(cases, flipped, seed=5)
+    assert weights[0][1] < 0 < weights[1][1]  # fold 0 ranked by fold 1's fit and vice versa
+    assert np.all(ranks == 19)
+
+
+def test_cross_fit_listwise_keeps_targets_outside_the_top_20_where_they_were():
+    features, targets = _lists(40, 4)
+    cases = _cases(features, targets)
+    cases[0] = UserCase([], [], cases[0].candidates, -1, 63)
+    ranks, _ = cross_fit_listwise(cases, features, seed=0)
+    assert ranks[0] == 63
+
+
+def test_candidate_features_read_scores_ratings_and_genres():
+    from recsys.catalog import Catalog
+    from recsys.data import Split
+
+    items = pd.DataFrame({"item_id": [100, 101, 102, 103], "title": ["A", "B", "C", "D"], "year": [2000] * 4,
+                          "genres": ["Horror", "Horror|Thriller", "Comedy", "Romance"]})
+    # item index i <-> raw id 100 + i - 1 (index 0 is padding); 3 users; user 0 rated 101 twice as often
+    split = Split("t", np.array([0, 100, 101, 102, 103]), np.arange(3),
+                  [np.array([1, 2, 3]), np.array([2, 3, 4]), np.array([2, 4, 1])],
+                  [np.array([5.0, 1.0, 3.0]), np.array([1.0, 4.0, 4.0]), np.array([2.0, 5.0, 5.0])])
+    means = {100: 4.0, 101: 1.5, 102: 3.5, 103: 4.5}
+    feats = CandidateFeatures(split, Catalog(items), means)
+    case = UserCase([100], [102], [101, 102, 103], 0, 0, (3.0, 2.0, 1.0))
+    x = feats(case)
+    assert x.shape == (3, len(SHOWN) + 1)
+    assert x[:, 0].tolist() == sorted(x[:, 0], reverse=True)  # SASRec z-score follows its scores
+    assert np.argmin(x[:, 2]) == 0 and np.argmax(x[:, 2]) == 2  # mean rating: 101 lowest, 103 highest
+    assert x[:, 3].tolist() == [1.0, 0.0, 0.0]  # genre match with the liked Horror movie
+    assert x[:, 4].tolist() == [0.0, 1.0, 0.0]  # with the disliked Comedy
+    assert feats(case, SHOWN).shape == (3, len(SHOWN))
+
+
+def test_rank_rows_adds_one_fitted_row_per_feature_set_and_reports_its_weights():
+    features, targets = _lists(60, 6)
+    cases = _cases(features, targets)
+    fitted: dict[str, list[str]] = {}
+    rows = rank_rows(cases, None, None, seed=0, fitted=fitted, features={"toy": features})
+    row = "retrieval + toy (listwise logit fitted, 2-fold over users)"
+    assert np.all(rows[row] == 0) and np.all(rows["SASRec"] == np.array(targets))
+    assert len(fitted["toy weights"]) == 2 and fitted["toy weights"][0].startswith("(")
