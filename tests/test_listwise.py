@@ -98,3 +98,17 @@ def test_rank_rows_adds_one_fitted_row_per_feature_set_and_reports_its_weights()
     row = "retrieval + toy (listwise logit fitted, 2-fold over users)"
     assert np.all(rows[row] == 0) and np.all(rows["SASRec"] == np.array(targets))
     assert len(fitted["toy weights"]) == 2 and fitted["toy weights"][0].startswith("(")
+
+
+def test_the_ce_probe_scores_a_uniform_guess_at_ln_20_and_a_fit_below_it():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("probe_listwise_ce",
+                                                  Path(__file__).parents[1] / "scripts" / "probe_listwise_ce.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    features, targets = _lists(50, 7)
+    assert np.isclose(probe.cross_entropy(features, targets, np.zeros(3)), np.log(20))
+    assert probe.cross_entropy(features, targets, fit_listwise(features, targets)) < 0.5
+    assert set(probe.SETS["prompt facts only (what the adapter sees)"]).isdisjoint({"SASRec z-score", "SASRec log rank"})
