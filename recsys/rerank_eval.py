@@ -169,13 +169,13 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
               references: dict[str, Callable[[UserCase], np.ndarray]] | None = None,
               negs: dict[str, list[tuple]] | None = None, seed: int = 0,
               fitted: dict[str, list[str]] | None = None,
-              features: dict[str, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+              features: dict[str, tuple[Sequence[str], list[np.ndarray]]] | None = None) -> dict[str, np.ndarray]:
     """Target ranks for every row of the table, from the cached model scores (+ the reference orders, and
     non-LLM negative scorers fused with SASRec at ``NEG_BASELINE_ALPHAS``). ``tuned`` None: no LLM rows.
     The "fitted" rows choose α (rank fusion) or the weights (score fusion) on the other half of the users
     (``cross_fit``); ``fitted``, when given, receives each fold's choice. ``features``: per feature set,
-    one (20, d) matrix per case; each set adds a row re-ranked by a listwise logit fitted on the other
-    half (``recsys.listwise``), the non-LLM yardstick for the LLM rows."""
+    its column names and one (20, d) matrix per case; each set adds a row re-ranked by a listwise logit
+    fitted on the other half (``recsys.listwise``), the non-LLM yardstick for the LLM rows."""
     base = np.arange(1, N_CANDIDATES + 1)
     rows: dict[str, list[int]] = {"SASRec": [c.base_rank for c in cases]}
     for name, order in (references or {}).items():
@@ -199,11 +199,12 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
     for name, scored in (negs or {}).items():
         for a in NEG_BASELINE_ALPHAS:
             add(f"retrieval + {name} (α={a})", fused(a, True), scored)
-    for name, matrices in (features or {}).items():
+    for name, (columns, matrices) in (features or {}).items():
         rows[f"retrieval + {name} (listwise logit fitted, {N_FOLDS}-fold over users)"], weights = \
             cross_fit_listwise(cases, matrices, seed, N_FOLDS)
         if fitted is not None:
-            fitted[f"{name} weights"] = ["(" + ", ".join(f"{x:+.2f}" for x in w) + ")" for w in weights]
+            fitted[f"{name} weights"] = ["(" + ", ".join(f"{c} {x:+.2f}" for c, x in zip(columns, w, strict=True)) + ")"
+                                         for w in weights]
     if zero is not None:
         add("LLM zero-shot alone", alone, zero)
         add("retrieval + zero-shot pos + neg (α=0.6)", fused(0.6, True), zero)
@@ -307,7 +308,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
         tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}")
                            for name, ranker in (("tuned", tuned), ("zero", zero)))
         fitted: dict[str, list[str]] = {}
-        features = {name: [featurize(c, cols) for c in cases] for name, cols in FEATURE_SETS.items()}
+        features = {name: (cols, [featurize(c, cols) for c in cases]) for name, cols in FEATURE_SETS.items()}
         rows = rank_rows(cases, tuned_s, zero_s, references, {"rating-neg": score_cases(rated, cases, "rating-neg")},
                          seed, fitted, features)
         valid = np.array([c.target_pos >= 0 for c in cases])

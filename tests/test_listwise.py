@@ -94,10 +94,11 @@ def test_rank_rows_adds_one_fitted_row_per_feature_set_and_reports_its_weights()
     features, targets = _lists(60, 6)
     cases = _cases(features, targets)
     fitted: dict[str, list[str]] = {}
-    rows = rank_rows(cases, None, None, seed=0, fitted=fitted, features={"toy": features})
+    rows = rank_rows(cases, None, None, seed=0, fitted=fitted, features={"toy": (("a", "b", "c"), features)})
     row = "retrieval + toy (listwise logit fitted, 2-fold over users)"
     assert np.all(rows[row] == 0) and np.all(rows["SASRec"] == np.array(targets))
-    assert len(fitted["toy weights"]) == 2 and fitted["toy weights"][0].startswith("(")
+    assert len(fitted["toy weights"]) == 2 and fitted["toy weights"][0].startswith("(a ")
+    assert ", b +" in fitted["toy weights"][0]  # the feature that picks the target gets a positive weight
 
 
 def test_the_ce_probe_scores_a_uniform_guess_at_ln_20_and_a_fit_below_it():
