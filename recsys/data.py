@@ -18,6 +18,7 @@ import io
 import re
 import urllib.request
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,11 @@ def prepare(name: str, folder: Path | None = None, k: int = 5) -> tuple[Dataset,
     """Load, k-core filter and split: the one call benchmarks and training start from."""
     ds = k_core(load(name, folder), k)
     return ds, to_split(ds)
+
+
+def training_counts(split: Split) -> Counter[int]:
+    """Raw item id -> number of ratings in every user's TRAINING part (popularity without the held-out items)."""
+    return Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
 
 
 RATING_PRIOR = 10  # pseudo-ratings at the global mean: a movie rated 5 by one person shows ~3.6, not 5.0

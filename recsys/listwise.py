@@ -16,7 +16,6 @@ Not for: the app (the pipeline fuses the LLM ranks, recsys/fusion.py).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -43,8 +42,9 @@ class CandidateFeatures:
 
     def __init__(self, split: Split, catalog: Catalog, means: dict[int, float]):
         from recsys import prompts
+        from recsys.data import training_counts
 
-        self.counts = Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
+        self.counts = training_counts(split)
         self.means = means
         self.default_mean = float(np.mean(list(means.values()))) if means else 0.0
         self.genres = {m.item_id: frozenset(prompts.shown_genres(m)) for m in catalog}

@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import platform
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recsys.data import Split, mean_ratings, prepare
+from recsys.data import Split, mean_ratings, prepare, training_counts
 from recsys.evaluate import Holdout, holdout
 from recsys.fusion import fuse, fused_order, ranks_from_scores
 from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, cross_fit_listwise
@@ -109,7 +108,7 @@ def reference_orders(split: Split, seed: int, means: dict[int, float] | None = N
                      ) -> dict[str, Callable[[UserCase], np.ndarray]]:
     """Non-LLM orders of the same 20, to judge "LLM alone" against: random (seeded), most-rated first,
     highest mean rating first (the number letters-v5 prompts show). Counts and means: training parts only."""
-    counts = Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
+    counts = training_counts(split)
     means = mean_ratings(split) if means is None else means
     rng = np.random.default_rng(seed)
     return {
