@@ -69,6 +69,11 @@ class CandidateFeatures:
         return np.stack([cols[name] for name in names], axis=1)
 
 
+def user_folds(n: int, seed: int, folds: int = 2) -> np.ndarray:
+    """The fold of each of ``n`` users: a seeded, balanced split (shared by every cross-fitted row)."""
+    return np.random.default_rng(seed).permutation(n) % folds
+
+
 def fit_listwise(features: Sequence[np.ndarray], targets: Sequence[int], l2: float = 1e-2) -> np.ndarray:
     """Weights w minimising the mean of -log softmax(X w)[target] over the lists, + l2 * |w|^2.
 
@@ -103,7 +108,7 @@ def cross_fit_listwise(cases: Sequence[UserCase], features: Sequence[np.ndarray]
     Returns the ranks and each fold's weights."""
     from recsys.rerank_eval import reranked_rank
 
-    fold = np.random.default_rng(seed).permutation(len(cases)) % folds
+    fold = user_folds(len(cases), seed, folds)
     ranks, weights = np.empty(len(cases), dtype=np.int64), []
     for f in range(folds):
         teach = [i for i in np.flatnonzero(fold != f) if cases[i].target_pos >= 0]

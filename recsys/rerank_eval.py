@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from recsys.data import Split, mean_ratings, prepare, training_counts
 from recsys.evaluate import Holdout, holdout
 from recsys.fusion import fuse, fused_order, ranks_from_scores
-from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, cross_fit_listwise
+from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, cross_fit_listwise, user_folds
 from recsys.metrics import ndcg_at_k, ndcg_per_user, summarize
 from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecRetriever
@@ -154,7 +154,7 @@ def cross_fit(cases: Sequence[UserCase], scored: list[tuple],
     list the retriever's own order first). Returns the ranks and each fold's choice."""
     ranks = {name: np.array([reranked_rank(c, fn(c, s)) for c, s in zip(cases, scored, strict=True)])
              for name, fn in family.items()}
-    fold = np.random.default_rng(seed).permutation(len(cases)) % folds
+    fold = user_folds(len(cases), seed, folds)
     out, chosen = np.empty(len(cases), dtype=np.int64), []
     for f in range(folds):
         rest = fold != f

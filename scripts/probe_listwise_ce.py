@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import mean_ratings, prepare  # noqa: E402
 from recsys.evaluate import holdout  # noqa: E402
-from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, fit_listwise  # noqa: E402
+from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, fit_listwise, user_folds  # noqa: E402
 from recsys.rerank_eval import user_cases  # noqa: E402
 from recsys.sasrec import SASRecRetriever  # noqa: E402
 from recsys.training import score_all  # noqa: E402
@@ -58,7 +58,7 @@ def probe(dataset: str, seed: int, models_dir: Path, protocol: str) -> dict[str,
     cases = [c for c in user_cases(split, scores, ho, protocol) if c.target_pos >= 0]
     featurize = CandidateFeatures(split, Catalog(ds.items), means)
     targets = [c.target_pos for c in cases]
-    fold = np.random.default_rng(seed).permutation(len(cases)) % 2
+    fold = user_folds(len(cases), seed)
     out = {}
     for name, cols in SETS.items():
         X = [featurize(c, cols) for c in cases]
