@@ -104,15 +104,17 @@ def fit_listwise(features: Sequence[np.ndarray], targets: Sequence[int], l2: flo
 def cross_fit_listwise(cases: Sequence[UserCase], features: Sequence[np.ndarray], seed: int, folds: int = 2,
                        l2: float = 1e-2) -> tuple[np.ndarray, list[np.ndarray]]:
     """Target ranks when each fold's lists are ordered by weights fitted on the other folds' lists (only
-    those whose target is among the candidates teach anything). Same fold draw as ``rerank_eval.cross_fit``.
-    Returns the ranks and each fold's weights."""
+    those whose target is among the candidates teach anything; with none, zero weights keep the retriever's
+    order). Same fold draw as ``rerank_eval.cross_fit``. Returns the ranks and each fold's weights."""
     from recsys.rerank_eval import reranked_rank
 
     fold = user_folds(len(cases), seed, folds)
     ranks, weights = np.empty(len(cases), dtype=np.int64), []
     for f in range(folds):
         teach = [i for i in np.flatnonzero(fold != f) if cases[i].target_pos >= 0]
-        w = fit_listwise([features[i] for i in teach], [cases[i].target_pos for i in teach], l2)
+        # nothing to learn from (a handful of users, none with the target in the 20): the retriever's order
+        w = fit_listwise([features[i] for i in teach], [cases[i].target_pos for i in teach], l2) if teach \
+            else np.zeros(features[0].shape[1])
         weights.append(w)
         for i in np.flatnonzero(fold == f):
             order = np.argsort(-(features[i] @ w), kind="stable")

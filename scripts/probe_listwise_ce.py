@@ -27,7 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import mean_ratings, prepare  # noqa: E402
 from recsys.evaluate import holdout  # noqa: E402
-from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, fit_listwise, user_folds  # noqa: E402
+from recsys.listwise import (  # noqa: E402
+    SHOWN,
+    WITH_POPULARITY,
+    CandidateFeatures,
+    cross_fit_listwise,
+    fit_listwise,
+    user_folds,
+)
 from recsys.rerank_eval import user_cases  # noqa: E402
 from recsys.sasrec import SASRecRetriever  # noqa: E402
 from recsys.training import score_all  # noqa: E402
@@ -48,28 +55,28 @@ def cross_entropy(features: list[np.ndarray], targets: list[int], w: np.ndarray)
     return float(-np.mean(s[np.arange(len(targets)), targets] - np.log(np.exp(s).sum(axis=1))))
 
 
-def probe(dataset: str, seed: int, models_dir: Path, protocol: str) -> dict[str, tuple[float, float, int]]:
-    """Per feature set: (cross-fitted CE, in-sample CE, number of lists)."""
+def probe(dataset: str, seed: int, models_dir: Path, protocols: list[str]) -> dict[str, dict[str, tuple]]:
+    """Per protocol and feature set: (cross-fitted CE, in-sample CE, number of lists)."""
     ds, split = prepare(dataset)
     means = mean_ratings(split)
     retriever = SASRecRetriever.load(models_dir / f"{dataset}-sasrec-{seed}")
     ho = holdout(split, seed)
     scores = score_all(retriever.model, ho.histories, retriever.model.cfg.max_len)
-    cases = [c for c in user_cases(split, scores, ho, protocol) if c.target_pos >= 0]
     featurize = CandidateFeatures(split, Catalog(ds.items), means)
-    targets = [c.target_pos for c in cases]
-    fold = user_folds(len(cases), seed)
-    out = {}
-    for name, cols in SETS.items():
-        X = [featurize(c, cols) for c in cases]
-        crossed = []
-        for f in (0, 1):
-            fit = [i for i in range(len(cases)) if fold[i] != f]
-            test = [i for i in range(len(cases)) if fold[i] == f]
-            w = fit_listwise([X[i] for i in fit], [targets[i] for i in fit])
-            crossed.append(cross_entropy([X[i] for i in test], [targets[i] for i in test], w) * len(test))
-        in_sample = cross_entropy(X, targets, fit_listwise(X, targets))
-        out[name] = (sum(crossed) / len(cases), in_sample, len(cases))
+    out: dict[str, dict[str, tuple]] = {}
+    for protocol in protocols:
+        cases = [c for c in user_cases(split, scores, ho, protocol) if c.target_pos >= 0]
+        targets = [c.target_pos for c in cases]
+        fold = user_folds(len(cases), seed)
+        out[protocol] = {}
+        for name, cols in SETS.items():
+            X = [featurize(c, cols) for c in cases]
+            _, weights = cross_fit_listwise(cases, X, seed)  # weights[f]: fitted on the users outside fold f
+            crossed = 0.0
+            for f, w in enumerate(weights):
+                held = np.flatnonzero(fold == f)
+                crossed += cross_entropy([X[i] for i in held], [targets[i] for i in held], w) * len(held)
+            out[protocol][name] = (crossed / len(cases), cross_entropy(X, targets, fit_listwise(X, targets)), len(cases))
     return out
 
 
@@ -80,7 +87,7 @@ def main() -> None:
     p.add_argument("--models-dir", type=Path, default=Path("runs/models"))
     p.add_argument("--protocols", nargs="+", default=["full", "sampled-100"])
     args = p.parse_args()
-    results = {(s, pr): probe(args.dataset, s, args.models_dir, pr) for s in args.seeds for pr in args.protocols}
+    results = {(s, pr): r for s in args.seeds for pr, r in probe(args.dataset, s, args.models_dir, args.protocols).items()}
     print(f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, torch {torch.__version__}; {args.dataset}, "  # noqa: T201
           f"leave-one-out, users whose target is in SASRec's 20; uniform guess ln 20 = {np.log(20):.3f}_\n")
     cols = list(results)

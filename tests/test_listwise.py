@@ -113,3 +113,13 @@ def test_the_ce_probe_scores_a_uniform_guess_at_ln_20_and_a_fit_below_it():
     assert np.isclose(probe.cross_entropy(features, targets, np.zeros(3)), np.log(20))
     assert probe.cross_entropy(features, targets, fit_listwise(features, targets)) < 0.5
     assert set(probe.SETS["prompt facts only (what the adapter sees)"]).isdisjoint({"SASRec z-score", "SASRec log rank"})
+
+
+def test_cross_fit_listwise_keeps_the_retrievers_order_when_the_other_half_has_nothing_to_teach():
+    features, targets = _lists(4, 8)
+    cases = [UserCase([], [], c.candidates, -1, 30 + i) for i, c in enumerate(_cases(features, targets))]
+    cases[0] = UserCase([], [], cases[0].candidates, targets[0], targets[0])  # one valid list, in one fold only
+    ranks, weights = cross_fit_listwise(cases, features, seed=0)
+    assert ranks[1:].tolist() == [31, 32, 33]
+    fold = np.random.default_rng(0).permutation(4) % 2
+    assert np.all(weights[fold[0]] == 0) and ranks[0] == targets[0]  # its fold learned from nobody: SASRec's order
