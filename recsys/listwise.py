@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from recsys.data import Split
     from recsys.rerank_eval import UserCase
 
-SHOWN = ("SASRec z-score", "SASRec log rank", "mean rating z", "genre match with likes", "genre match with dislikes")
+RETRIEVAL = ("SASRec z-score", "SASRec log rank")
+SHOWN = (*RETRIEVAL, "mean rating z", "genre match with likes", "genre match with dislikes")
 WITH_POPULARITY = (*SHOWN, "log popularity z")
 
 
@@ -55,18 +56,25 @@ class CandidateFeatures:
         return sum(bool(tags & self.genres.get(h, frozenset())) for h in history) / max(1, len(history))
 
     def __call__(self, case: UserCase, names: Sequence[str] = WITH_POPULARITY) -> np.ndarray:
-        n = len(case.candidates)
-        base = np.asarray(case.base_scores, dtype=np.float64) if case.base_scores else -np.arange(n, dtype=np.float64)
-        base = np.where(np.isfinite(base), base, np.min(base[np.isfinite(base)], initial=0.0))
+        retrieval = retrieval_columns(case)
         cols = {
-            "SASRec z-score": _z(base),
-            "SASRec log rank": -np.log1p(np.arange(n, dtype=np.float64)),
+            "SASRec z-score": retrieval[:, 0],
+            "SASRec log rank": retrieval[:, 1],
             "mean rating z": _z(np.array([self.means.get(c, self.default_mean) for c in case.candidates])),
             "genre match with likes": np.array([self.match(case.likes, c) for c in case.candidates]),
             "genre match with dislikes": np.array([self.match(case.dislikes, c) for c in case.candidates]),
             "log popularity z": _z(np.log1p([self.counts[c] for c in case.candidates])),
         }
         return np.stack([cols[name] for name in names], axis=1)
+
+
+def retrieval_columns(case: UserCase) -> np.ndarray:
+    """(n, 2): SASRec's score standardised over the list (non-finite -> the lowest finite; no scores: the
+    order) and -log(1 + rank), the ``RETRIEVAL`` features every listwise row starts from."""
+    n = len(case.candidates)
+    base = np.asarray(case.base_scores, dtype=np.float64) if case.base_scores else -np.arange(n, dtype=np.float64)
+    base = np.where(np.isfinite(base), base, np.min(base[np.isfinite(base)], initial=0.0))
+    return np.stack([_z(base), -np.log1p(np.arange(n, dtype=np.float64))], axis=1)
 
 
 def user_folds(n: int, seed: int, folds: int = 2) -> np.ndarray:

@@ -35,7 +35,15 @@ from tqdm.auto import tqdm
 from recsys.data import Split, mean_ratings, prepare, training_counts
 from recsys.evaluate import Holdout, holdout
 from recsys.fusion import fuse, fused_order, ranks_from_scores
-from recsys.listwise import SHOWN, WITH_POPULARITY, CandidateFeatures, cross_fit_listwise, user_folds
+from recsys.listwise import (
+    RETRIEVAL,
+    SHOWN,
+    WITH_POPULARITY,
+    CandidateFeatures,
+    cross_fit_listwise,
+    retrieval_columns,
+    user_folds,
+)
 from recsys.metrics import ndcg_at_k, ndcg_per_user, summarize
 from recsys.protocols import PreferenceRanker
 from recsys.sasrec import SASRecRetriever
@@ -223,7 +231,31 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
             rows[name], chosen = cross_fit(cases, tuned, family, seed)
             if fitted is not None:
                 fitted[name] = chosen
+        # the adapters' scores as two more listwise features, alone with SASRec and beside the prompt's facts:
+        # does an adapter know anything the facts it reads do not already carry?
+        shown = (features or {}).get("shown features")
+        for name, (columns, matrices) in {
+            LLM_SCORES_ROW: ((*RETRIEVAL, *LLM_COLUMNS), [retrieval_columns(c) for c in cases]),
+            **({LLM_OVER_FACTS_ROW: ((*shown[0], *LLM_COLUMNS), shown[1])} if shown else {}),
+        }.items():
+            with_llm = [np.hstack([m, llm_columns(s, len(c.candidates))])
+                        for m, c, s in zip(matrices, cases, tuned, strict=True)]
+            rows[name], weights = cross_fit_listwise(cases, with_llm, seed, N_FOLDS)
+            if fitted is not None:
+                fitted[f"{name} weights"] = ["(" + ", ".join(f"{c} {x:+.2f}" for c, x in zip(columns, w, strict=True))
+                                             + ")" for w in weights]
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+LLM_COLUMNS = ("LLM pos z", "LLM neg z")
+LLM_SCORES_ROW = f"retrieval + LLM pos/neg scores (listwise logit fitted, {N_FOLDS}-fold over users)"
+LLM_OVER_FACTS_ROW = f"retrieval + shown features + LLM pos/neg scores (listwise logit fitted, {N_FOLDS}-fold over users)"
+FACTS_ROW = f"retrieval + shown features (listwise logit fitted, {N_FOLDS}-fold over users)"
+
+
+def llm_columns(s: tuple, n: int) -> np.ndarray:
+    """(n, 2): each adapter's scores standardised over the list; a side that did not run (no history) is 0."""
+    return np.stack([_z(x) if x is not None else np.zeros(n) for x in s[:2]], axis=1)
 
 
 def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None]) -> None:
@@ -367,12 +399,20 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
 
 
 def paired_deltas(rows: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """Each row's paired per-user NDCG@10 difference from SASRec: [mean, low, high] (95% t-interval)."""
+    """Each row's paired per-user NDCG@10 difference from SASRec: [mean, low, high] (95% t-interval); and,
+    when both rows exist, the LLM-plus-facts row's difference from the facts-only row (``ADDED_BY_LLM``)."""
     from recsys.sim.metrics import mean_ci
 
-    base = ndcg_per_user(rows["SASRec"], 10)
-    return {name: [float(v) for v in mean_ci(ndcg_per_user(ranks, 10) - base)[:3]]
-            for name, ranks in rows.items() if name != "SASRec"}
+    def delta(a: np.ndarray, b: np.ndarray) -> list[float]:
+        return [float(v) for v in mean_ci(ndcg_per_user(a, 10) - ndcg_per_user(b, 10))[:3]]
+
+    out = {name: delta(ranks, rows["SASRec"]) for name, ranks in rows.items() if name != "SASRec"}
+    if LLM_OVER_FACTS_ROW in rows and FACTS_ROW in rows:
+        out[ADDED_BY_LLM] = delta(rows[LLM_OVER_FACTS_ROW], rows[FACTS_ROW])
+    return out
+
+
+ADDED_BY_LLM = "(difference) shown features + LLM scores − shown features alone"
 
 
 def deltas_markdown(columns: Sequence[tuple[str, float, dict[str, list[float]]]]) -> str:

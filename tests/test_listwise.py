@@ -123,3 +123,28 @@ def test_cross_fit_listwise_keeps_the_retrievers_order_when_the_other_half_has_n
     assert ranks[1:].tolist() == [31, 32, 33]
     fold = np.random.default_rng(0).permutation(4) % 2
     assert np.all(weights[fold[0]] == 0) and ranks[0] == targets[0]  # its fold learned from nobody: SASRec's order
+
+
+def test_llm_score_rows_tell_whether_the_adapters_add_to_the_facts_they_read():
+    from recsys.rerank_eval import ADDED_BY_LLM, FACTS_ROW, LLM_OVER_FACTS_ROW, LLM_SCORES_ROW, paired_deltas
+
+    features, targets = _lists(80, 9)
+    cases = _cases(features, targets)
+    rng = np.random.default_rng(9)
+    noise = [rng.normal(size=(20, 3)) for _ in targets]  # facts that say nothing about the target
+    knows = [(np.eye(20)[t] * 5.0, None) for t in targets]  # a pos adapter that points at the target; no neg side
+    guesses = [(rng.normal(size=20), rng.normal(size=20)) for _ in targets]
+
+    fitted: dict[str, list[str]] = {}
+    rows = rank_rows(cases, knows, None, seed=0, fitted=fitted, features={"shown features": (("a", "b", "c"), noise)})
+    assert np.all(rows[LLM_SCORES_ROW] == 0) and np.all(rows[LLM_OVER_FACTS_ROW] == 0)
+    assert np.mean(rows[FACTS_ROW] == 0) < 0.5  # the facts alone cannot find the target
+    assert paired_deltas(rows)[ADDED_BY_LLM][1] > 0  # the interval of the adapters' addition clears 0
+    assert "LLM pos z +" in fitted[f"{LLM_OVER_FACTS_ROW} weights"][0]
+    assert fitted[f"{LLM_SCORES_ROW} weights"][0].startswith("(SASRec z-score ")
+
+    # facts that decide the target leave the adapters nothing to add: same ranks, a difference of exactly 0
+    rows = rank_rows(cases, guesses, None, seed=0, features={"shown features": (("a", "b", "c"), features)})
+    assert np.all(rows[FACTS_ROW] == 0) and np.all(rows[LLM_OVER_FACTS_ROW] == 0)
+    assert paired_deltas(rows)[ADDED_BY_LLM] == [0.0, 0.0, 0.0]
+    assert ADDED_BY_LLM not in paired_deltas(rank_rows(cases, None, None, seed=0))  # no LLM rows, no difference
