@@ -295,13 +295,17 @@ def load_scores(path: Path, name: str = "tuned") -> tuple[list[UserCase], list[t
 
 def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str) -> list[tuple] | None:
     """One ranker's scores from an earlier run's dump when it holds exactly these cases (same candidates in
-    the same order, same targets) and every valid case was scored; else None (score them again)."""
+    the same order, same targets) and every valid case was scored on each side it has a history for; else None
+    (score them again)."""
     if path is None or not path.exists():
         return None
     old, scored = load_scores(path, name)
     same = len(old) == len(cases) and all(o.candidates == c.candidates and o.target_pos == c.target_pos
                                           for o, c in zip(old, cases, strict=False))
-    if not same or any(c.target_pos >= 0 and s[0] is None for c, s in zip(cases, scored, strict=True)):
+    # a valid case is scored when each side the person has a history for has scores (no likes: no pos scores)
+    unscored = any(c.target_pos >= 0 and ((c.likes and s[0] is None) or (c.dislikes and s[1] is None))
+                   for c, s in zip(cases, scored, strict=True))
+    if not same or unscored:
         return None
     log.info("%s scores reused from %s", name, path)
     return scored

@@ -19,7 +19,8 @@ Leave-one-out next-item NDCG cannot show what a 👎 buys, so this replays sessi
    people (warm start). LLM conditions are skipped, with a log line, when the adapters are absent.
 
 Command: ``python -m recsys.simulate --dataset ml-100k --users 200 --rounds 5`` (all users when CUDA is
-present). Writes runs/sim/<dataset>.json and .md; ``--plot A.json B.json`` draws docs/sim_rounds.png
+present). Writes runs/sim/<dataset>.json and .md (a killed run leaves a checkpoint there that the same
+command resumes from); ``--plot A.json B.json`` draws docs/sim_rounds.png
 (and rewrites A.md, B.md from the saved runs).
 Not for: leave-one-out tables (evaluate.py, rerank_eval.py).
 """
@@ -92,6 +93,59 @@ class SimConfig:
     cache_dir: Path = Path(".cache")
     out_dir: Path = RUNS
     device: str = "auto"
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoint:
+    """The finished pieces of a run (each validation α grid, each scenario × condition's per-person metrics)
+    in one JSON file, rewritten atomically after every piece, so a killed run resumes where it stopped
+    instead of starting over (an LLM run is hours on a laptop CPU). The file belongs to one configuration
+    and one pair of adapters (``fingerprint``); a file from another one is ignored and replaced. ``path``
+    None: nothing is kept. ``main`` removes the file once the run's results are written."""
+
+    def __init__(self, path: Path | None, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+        self.pieces: dict[str, Any] = {}
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("fingerprint") == fingerprint:
+                self.pieces = saved["pieces"]
+                log.info("resuming from %s: %d finished pieces", path, len(self.pieces))
+            else:
+                log.warning("%s belongs to another configuration or other adapters: starting over", path)
+        self.resumed = len(self.pieces)
+
+    def get(self, key: str) -> Any | None:
+        return self.pieces.get(key)
+
+    def put(self, key: str, value: Any) -> Any:
+        self.pieces[key] = value
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "pieces": self.pieces}))
+            os.replace(tmp, self.path)  # a kill mid-write leaves the previous checkpoint whole
+        return value
+
+
+def fingerprint(cfg: SimConfig) -> str:
+    """What a checkpoint's pieces depend on: the configuration and, when the LLM runs, the adapters' weights."""
+    parts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "out_dir"}
+    if cfg.llm:
+        parts["adapters"] = {n: (f.stat().st_size, f.stat().st_mtime_ns) if (f := cfg.adapters_dir / n /
+                                                                            "adapter_model.safetensors").exists()
+                             else None for n in ("pos", "neg")}
+    return json.dumps(parts, sort_keys=True)
+
+
+def resumable_simulate(checkpoint: Checkpoint, key: str, *args, **kwargs) -> dict[str, np.ndarray]:
+    """``simulate`` unless ``checkpoint`` already holds ``key``'s per-person metrics."""
+    saved = checkpoint.get(key)
+    if saved is None:
+        saved = checkpoint.put(key, {m: a.tolist() for m, a in simulate(*args, **kwargs).items()})
+    return {m: np.asarray(a, dtype=np.float64) for m, a in saved.items()}
 
 
 # ------------------------------------------------------------------------------------ models and users
@@ -212,11 +266,13 @@ def simulate(cond: Condition, people: list[tuple[Person, str | None]], genres: M
 
 
 def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: PersonConfig, cfg: SimConfig,
-                 name: str) -> tuple[float, dict[str, float]]:
+                 name: str, checkpoint: Checkpoint | None = None) -> tuple[float, dict[str, float]]:
     """The α on the grid with the best mean graded NDCG@10 over rounds and validation people."""
+    checkpoint = checkpoint or Checkpoint(None, "")
     grid = {}
     for a in cfg.alphas:
-        m = simulate(make(a), people, genres, pcfg, cfg.rounds, cfg.k, f"α={a} {name} (validation)")
+        m = resumable_simulate(checkpoint, f"validation/{name}/α={a}", make(a), people, genres, pcfg, cfg.rounds,
+                               cfg.k, f"α={a} {name} (validation)")
         grid[f"{a}"] = float(np.nanmean(m["ndcg"]))
     best = max(grid, key=lambda a: (grid[a], -abs(float(a) - DEFAULT_ALPHA)))
     log.info("%s: α grid on validation %s -> %s", name, json.dumps({a: round(v, 4) for a, v in grid.items()}), best)
@@ -257,9 +313,11 @@ def fused_pair(name: str, recommender: Recommender, chosen: float) -> list[Condi
             Condition(f"{name} (α={chosen}, val)", recommender, chosen)]
 
 
-def run(cfg: SimConfig) -> dict[str, Any]:
-    """The whole experiment for one dataset; returns the results dict written to JSON."""
+def run(cfg: SimConfig, checkpoint: Path | None = None) -> dict[str, Any]:
+    """The whole experiment for one dataset; returns the results dict written to JSON. ``checkpoint``: a file
+    that keeps every finished piece, so that a killed run started again with it resumes (``Checkpoint``)."""
     start = time.perf_counter()
+    ck = Checkpoint(checkpoint, fingerprint(cfg))
     ds, split = prepare(cfg.dataset)
     rs = rating_split(split)
     catalog = Catalog(ds.items).with_ratings(mean_ratings(split, parts=rs.cut))  # history parts only
@@ -279,19 +337,20 @@ def run(cfg: SimConfig) -> dict[str, Any]:
     val_people = make_people(rs, val, "warm", sasrec, popular, genres, pcfg, cfg.k)
     alphas, grids = {}, {}
     alphas["emb"], grids["emb"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, emb), a),
-                                               val_people, genres, pcfg, cfg, "emb-neg")
+                                               val_people, genres, pcfg, cfg, "emb-neg", ck)
     alphas["rating"], grids["rating"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, rated), a),
-                                                     val_people, genres, pcfg, cfg, "rating-neg")
+                                                     val_people, genres, pcfg, cfg, "rating-neg", ck)
     alphas["llm"], grids["llm"] = DEFAULT_ALPHA, {}
     if llm is not None:
         alphas["llm"], grids["llm"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, llm), a),
-                                                   val_people, genres, pcfg, cfg, "LLM pos+neg")
+                                                   val_people, genres, pcfg, cfg, "LLM pos+neg", ck)
     conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas, rated)
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for scenario in cfg.scenarios:
         people = make_people(rs, test, scenario, sasrec, popular, genres, pcfg, cfg.k)
-        results[scenario] = {c.name: simulate(c, people, genres, pcfg, cfg.rounds, cfg.k, f"{scenario}: {c.name}",
-                                              skip_without_genre=scenario == "burst")
+        results[scenario] = {c.name: resumable_simulate(ck, f"{scenario}/{c.name}", c, people, genres, pcfg,
+                                                        cfg.rounds, cfg.k, f"{scenario}: {c.name}",
+                                                        skip_without_genre=scenario == "burst")
                              for c in conds if c.only in (None, scenario)}
     return {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -306,6 +365,7 @@ def run(cfg: SimConfig) -> dict[str, Any]:
         "summary": summarize(results),
         "per_user": {s: {c: {m: a.tolist() for m, a in ms.items()} for c, ms in r.items()} for s, r in results.items()},
         "llm_calls": llm.calls if llm is not None else 0, "seconds": round(time.perf_counter() - start, 1),
+        "resumed_pieces": ck.resumed,  # finished pieces read from a checkpoint: "seconds" covers only the rest
     }
 
 
@@ -352,12 +412,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(cfg: SimConfig, tag: str = "", threads: int = 1) -> dict[str, Any]:
-    """Run, write ``<out_dir>/<dataset><tag>.json`` and ``.md``, print the tables."""
+    """Run, write ``<out_dir>/<dataset><tag>.json`` and ``.md``, print the tables. A run killed before the end
+    leaves ``<dataset><tag>.checkpoint.json``; the same command resumes from it."""
     torch.set_num_threads(threads)
-    result = run(cfg)
     stem = f"{cfg.dataset}{tag}"
+    checkpoint = cfg.out_dir / f"{stem}.checkpoint.json"
+    result = run(cfg, checkpoint)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / f"{stem}.json").write_text(json.dumps(result) + "\n")
+    checkpoint.unlink(missing_ok=True)
     table = report.markdown(result)
     (cfg.out_dir / f"{stem}.md").write_text(table + "\n")
     log.info("wrote %s/%s.json and .md in %.0f s", cfg.out_dir, stem, result["seconds"])

@@ -214,6 +214,12 @@ def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
     moved = cases[:1] + [replace(cases[1], candidates=cases[1].candidates[::-1])] + cases[2:]
     assert reused_scores(path, moved, "tuned") is None
     assert reused_scores(tmp_path / "missing.npz", cases, "tuned") is None
+    # a person without likes has no pos scores to reuse: still a scored case; one whose dislikes went unscored is not
+    no_likes = [UserCase([], [2], list(range(700, 720)), 3, 3, tuple(range(20, 0, -1)))]
+    save_scores(path, no_likes, {"tuned": [(None, rng.normal(size=20))]})
+    assert reused_scores(path, no_likes, "tuned") is not None
+    save_scores(path, no_likes, {"tuned": [(None, None)]})
+    assert reused_scores(path, no_likes, "tuned") is None
 
 
 def test_deltas_from_a_dump_are_paired_differences_from_sasrec(tmp_path):

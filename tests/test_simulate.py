@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -220,17 +221,24 @@ def test_popular_retriever_skips_history_and_exclusions():
 # ------------------------------------------------------------------------------------- whole command
 
 
-def test_run_writes_tables_without_adapters(tmp_path, caplog):
-    """End to end on ml-100k with a tiny untrained SASRec in the cache (no training, no LLM)."""
+def _tiny_sasrec_cache(out_dir):
+    """A tiny untrained SASRec for ml-100k's history split where ``history_retriever`` looks first."""
     from recsys.data import prepare
     from recsys.sasrec import SASRec, SASRecConfig, SASRecRetriever, popularity_order
-    from recsys.simulate import SimConfig, history_retriever, main
+    from recsys.simulate import history_retriever
 
     _, split = prepare("ml-100k")
     hist = history_split(rating_split(split))
     model = SASRec(hist.n_items, SASRecConfig(hidden=8, blocks=1, heads=1, max_len=20))
-    SASRecRetriever(model, hist.item_ids, popularity_order(hist), {"stats": {}}).save(tmp_path / "sasrec" / "ml-100k-seed42")
-    assert history_retriever(rating_split(split), 42, tmp_path / "sasrec").model.cfg.hidden == 8  # served from the cache
+    SASRecRetriever(model, hist.item_ids, popularity_order(hist), {"stats": {}}).save(out_dir / "sasrec" / "ml-100k-seed42")
+    assert history_retriever(rating_split(split), 42, out_dir / "sasrec").model.cfg.hidden == 8  # served from the cache
+
+
+def test_run_writes_tables_without_adapters(tmp_path, caplog):
+    """End to end on ml-100k with a tiny untrained SASRec in the cache (no training, no LLM)."""
+    from recsys.simulate import SimConfig, main
+
+    _tiny_sasrec_cache(tmp_path)
     cfg = SimConfig(users=4, val_users=2, rounds=2, alphas=(0.5, 0.6), scenarios=("warm", "burst"),
                     adapters_dir=tmp_path / "none", out_dir=tmp_path)
     with caplog.at_level("WARNING"):
@@ -279,3 +287,47 @@ def test_oracle_neg_ranker_is_built_per_person(toy_catalog):
     person = _horror_hater(toy_catalog)
     session = run_session(cond, person, PersonConfig(), rounds=3, k=5)
     assert not HORROR & {i for r in session for i in r.shown}  # it knows every 👎 in advance
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_gives_the_same_results(tmp_path, monkeypatch):
+    import json
+
+    from recsys import simulate as sim
+
+    _tiny_sasrec_cache(tmp_path)
+    cfg = sim.SimConfig(users=3, val_users=2, rounds=2, alphas=(0.5, 0.6), scenarios=("warm",),
+                        adapters_dir=tmp_path / "none", out_dir=tmp_path)
+    clean = sim.main(cfg, tag="-clean")
+    assert not (tmp_path / "ml-100k-clean.checkpoint.json").exists()  # removed once the results are written
+
+    real, calls, die_at = sim.simulate, [], [5]
+
+    def dies_on_the_fifth_piece(*args, **kwargs):
+        calls.append(args[0].name)
+        if len(calls) == die_at[0]:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim, "simulate", dies_on_the_fifth_piece)
+    with pytest.raises(KeyboardInterrupt):
+        sim.main(cfg, tag="-killed")
+    checkpoint = tmp_path / "ml-100k-killed.checkpoint.json"
+    assert len(json.loads(checkpoint.read_text())["pieces"]) == 4
+
+    calls.clear()
+    die_at[0] = 0  # no more kills
+    resumed = sim.main(cfg, tag="-killed")
+    pieces = 2 * len(cfg.alphas) + len(clean["per_user"]["warm"])  # emb-neg and rating-neg α grids, the conditions
+    assert len(calls) == pieces - 4 and resumed["resumed_pieces"] == 4
+    assert json.dumps(resumed["per_user"]) == json.dumps(clean["per_user"])  # NaN-safe equality
+    assert resumed["alpha"] == clean["alpha"] and not checkpoint.exists()
+
+    # a checkpoint from another configuration is not used
+    calls.clear()
+    die_at[0] = 5
+    with pytest.raises(KeyboardInterrupt):
+        sim.main(cfg, tag="-other")
+    calls.clear()
+    die_at[0] = 0
+    other = sim.main(replace(cfg, rounds=1), tag="-other")
+    assert other["resumed_pieces"] == 0 and len(calls) == pieces
