@@ -210,8 +210,7 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
         rows[f"retrieval + {name} (listwise logit fitted, {N_FOLDS}-fold over users)"], weights = \
             cross_fit_listwise(cases, matrices, seed, N_FOLDS)
         if fitted is not None:
-            fitted[f"{name} weights"] = ["(" + ", ".join(f"{c} {x:+.2f}" for c, x in zip(columns, w, strict=True)) + ")"
-                                         for w in weights]
+            fitted[f"{name} weights"] = weights_text(columns, weights)
     if zero is not None:
         add("LLM zero-shot alone", alone, zero)
         add("retrieval + zero-shot pos + neg (α=0.6)", fused(0.6, True), zero)
@@ -242,8 +241,7 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
                         for m, c, s in zip(matrices, cases, tuned, strict=True)]
             rows[name], weights = cross_fit_listwise(cases, with_llm, seed, N_FOLDS)
             if fitted is not None:
-                fitted[f"{name} weights"] = ["(" + ", ".join(f"{c} {x:+.2f}" for c, x in zip(columns, w, strict=True))
-                                             + ")" for w in weights]
+                fitted[f"{name} weights"] = weights_text(columns, weights)
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
@@ -251,6 +249,11 @@ LLM_COLUMNS = ("LLM pos z", "LLM neg z")
 LLM_SCORES_ROW = f"retrieval + LLM pos/neg scores (listwise logit fitted, {N_FOLDS}-fold over users)"
 LLM_OVER_FACTS_ROW = f"retrieval + shown features + LLM pos/neg scores (listwise logit fitted, {N_FOLDS}-fold over users)"
 FACTS_ROW = f"retrieval + shown features (listwise logit fitted, {N_FOLDS}-fold over users)"
+
+
+def weights_text(columns: Sequence[str], weights: Sequence[np.ndarray]) -> list[str]:
+    """One "(feature +w, ...)" per fold, as the tables print the fitted listwise weights."""
+    return ["(" + ", ".join(f"{c} {x:+.2f}" for c, x in zip(columns, w, strict=True)) + ")" for w in weights]
 
 
 def llm_columns(s: tuple, n: int) -> np.ndarray:
