@@ -405,23 +405,43 @@ class LetterRanker:
         ]
         return [(task, history) for task, history in sides if history]
 
+    def score_many(
+        self, queries: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]], batch_size: int = 32
+    ) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+        """``score`` for many (likes, dislikes, candidates) at once: every prompt of every query goes through
+        the model in batches of up to ``batch_size`` rows (on a GPU one left-padded batch each, each row with
+        its adapter; on the CPU one prompt per pass as always). Same scores as one ``score`` per query."""
+        return self._score_many(queries, zero_shot=not self.adapters, batch_size=batch_size)
+
     def _score(
         self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int], zero_shot: bool
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        tasks = self._tasks(likes, dislikes)
-        if not tasks or not candidates:
-            return None, None
-        order = self.prompt_order(candidates)
-        shown = self.texts([candidates[i] for i in order], candidates=True)
-        names = [BASE if zero_shot else task for task, _ in tasks]
-        built = [prompts.build(task, self.texts(history), shown) for task, history in tasks]
-        logits = self._letter_logits(built, names, len(candidates))  # (B, n), prompt order
-        out: dict[str, np.ndarray] = {}
-        for row, ((task, _), name) in enumerate(zip(tasks, names, strict=True)):
-            scores = np.empty(len(candidates), dtype=np.float32)
-            scores[order] = logits[row] - self.letter_bias(name, task, len(candidates))
-            out[task] = scores
-        return out.get("pos"), out.get("neg")
+        return self._score_many([(likes, dislikes, candidates)], zero_shot)[0]
+
+    def _score_many(
+        self, queries: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]], zero_shot: bool,
+        batch_size: int = 32,
+    ) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+        rows: list[tuple[int, str, str, prompts.Prompt]] = []  # (query, task, adapter name, prompt)
+        orders = []
+        for q, (likes, dislikes, candidates) in enumerate(queries):
+            tasks = self._tasks(likes, dislikes) if candidates else []
+            order = self.prompt_order(candidates) if tasks else np.arange(0)
+            shown = self.texts([candidates[i] for i in order], candidates=True) if tasks else []
+            orders.append(order)
+            rows += [(q, task, BASE if zero_shot else task, prompts.build(task, self.texts(history), shown))
+                     for task, history in tasks]
+        out: list[dict[str, np.ndarray]] = [{} for _ in queries]
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            width = max(len(queries[q][2]) for q, *_ in chunk)
+            logits = self._letter_logits([r[3] for r in chunk], [r[2] for r in chunk], width)  # (B, width)
+            for (q, task, name, _), row in zip(chunk, logits, strict=True):
+                n = len(queries[q][2])  # a letter's logit does not depend on how many letters are read
+                scores = np.empty(n, dtype=np.float32)
+                scores[orders[q]] = row[:n] - self.letter_bias(name, task, n)
+                out[q][task] = scores
+        return [(o.get("pos"), o.get("neg")) for o in out]
 
     @torch.inference_mode()
     def _letter_logits(self, built: Sequence[prompts.Prompt], names: Sequence[str], n: int) -> np.ndarray:

@@ -12,6 +12,9 @@ function of the candidate set) and of the simulation's embedding baseline. A sid
 None for (no history, or ``webapp.services.SerialRanker`` skipping a stale pass) is not cached.
 Thread-safe: the app's sessions share one.
 
+``prefetch`` asks many people's missing sides ahead in shared batches (the simulation's lockstep rounds: on
+a GPU, one pass serves many people).
+
 Not for: ranking itself (llm.py), or caching anything whose model changes while it is cached
 (training evaluates with fresh rankers).
 """
@@ -28,6 +31,7 @@ from recsys.protocols import PreferenceRanker
 
 Scores = tuple[np.ndarray | None, np.ndarray | None]
 Key = tuple[str, tuple[int, ...], frozenset[int]]
+Query = tuple[Sequence[int], Sequence[int], Sequence[int]]  # (likes, dislikes, candidates)
 
 
 class CachedRanker:
@@ -59,6 +63,40 @@ class CachedRanker:
         out = [None if f is None else np.array([f[int(c)] for c in candidates], np.float32) for f in found]
         return out[0], out[1]
 
+    def prefetch(self, queries: Sequence[Query], batch_size: int = 32) -> None:
+        """Score every side of ``queries`` that is not cached yet, in shared batches when the ranker has
+        ``score_many`` (``recsys.llm.LetterRanker``: on a GPU, many people's prompts per pass), so that the
+        ``score`` calls that follow are served from the cache. Each missing side is asked once."""
+        scheduled: set[Key] = set()
+        asked: list[tuple[tuple[Key | None, Key | None], Query]] = []  # (the keys it fills, the question)
+        for likes, dislikes, candidates in queries:
+            if not candidates:
+                continue
+            cset = frozenset(int(c) for c in candidates)
+            keys: list[Key | None] = []
+            for side, history in (("pos", likes), ("neg", dislikes)):
+                key: Key = (side, tuple(int(i) for i in history), cset)
+                fresh = bool(history) and key not in scheduled and self._peek(key) is None
+                keys.append(key if fresh else None)
+                scheduled |= {key} if fresh else set()
+            if keys[0] or keys[1]:
+                asked.append(((keys[0], keys[1]), (likes if keys[0] else (), dislikes if keys[1] else (), candidates)))
+        if not asked:
+            return
+        many = getattr(self.ranker, "score_many", None)
+        questions = [q for _, q in asked]
+        results = many(questions, batch_size=batch_size) if many is not None else [self.ranker.score(*q) for q in questions]
+        with self._lock:
+            self.calls += len(asked)
+        for (keys, (_, _, candidates)), scores in zip(asked, results, strict=True):
+            for key, side_scores in zip(keys, scores, strict=True):
+                if key is not None and side_scores is not None:
+                    self._put(key, {int(c): float(x) for c, x in zip(candidates, side_scores, strict=True)})
+
+    def _peek(self, key: Key) -> dict[int, float] | None:
+        with self._lock:
+            return self.cache.get(key)
+
     def _get(self, key: Key) -> dict[int, float] | None:
         with self._lock:
             value = self.cache.get(key)
@@ -73,3 +111,11 @@ class CachedRanker:
             self.cache.move_to_end(key)
             while self.maxsize is not None and len(self.cache) > self.maxsize:
                 self.cache.popitem(last=False)
+
+
+def prefetch(ranker: object, queries: Sequence[Query], batch_size: int = 32) -> None:
+    """``ranker.prefetch(queries)`` when the ranker (or what it wraps) can answer many questions ahead in
+    shared batches; a no-op for rankers that cannot (they are cheap, or read per-person data)."""
+    fn = getattr(ranker, "prefetch", None)
+    if fn is not None:
+        fn(queries, batch_size=batch_size)

@@ -91,6 +91,20 @@ class Recommender:
         keep = [i for i in merged if i in self.catalog and i not in skip and (allowed is None or allowed(i))]
         return keep[: cfg.n_candidates]
 
+    def ranking_query(
+        self,
+        likes: Sequence[int],
+        dislikes: Sequence[int] = (),
+        query: str | None = None,
+        exclude: Collection[int] = (),
+        allowed: Callable[[int], bool] | None = None,
+    ) -> tuple[list[int], list[int], list[int]]:
+        """(likes, dislikes, candidates) exactly as ``recommend`` hands them to the ranker (histories cut to
+        the configured length), so a caller can have many people's questions scored ahead in one batch."""
+        cfg = self.config
+        likes, dislikes = list(likes)[: cfg.max_likes], list(dislikes)[: cfg.max_dislikes]
+        return likes, dislikes, self.candidates(likes, dislikes, query, exclude, allowed)
+
     def recommend(
         self,
         likes: Sequence[int],
@@ -104,8 +118,7 @@ class Recommender:
     ) -> Recommendation:
         cfg = self.config
         alpha = cfg.alpha if alpha is None else alpha
-        likes, dislikes = list(likes)[: cfg.max_likes], list(dislikes)[: cfg.max_dislikes]
-        cands = self.candidates(likes, dislikes, query, exclude, allowed)
+        likes, dislikes, cands = self.ranking_query(likes, dislikes, query, exclude, allowed)
         pos, neg, degraded, note = None, None, False, None
         if use_llm and self.ranker is not None and cands and (likes or dislikes):
             try:

@@ -8,7 +8,8 @@ Leave-one-out next-item NDCG cannot show what a 👎 buys, so this replays sessi
    or warm plus 3 injected dislikes of one genre ("burst": the most frequent non-Drama/Comedy genre of
    their first SASRec list, its 3 most popular movies they never rated);
 3. every round shows k = 10 movies through ``Recommender.recommend`` and feeds the answers back
-   (sim/session.py), 5 rounds, the same people and seeds for every condition;
+   (sim/session.py), 5 rounds, the same people and seeds for every condition; everyone runs in lockstep,
+   so each round's LLM questions reach the model in shared batches (``--batch-size``, for a GPU);
 4. conditions: most-popular; SASRec (dislikes only hidden once shown); SASRec + embedding negative
    baseline; SASRec + rating negative baseline (the catalog mean rating the LLM prompts show, from
    history parts only); SASRec + an oracle negative ranker that knows the person's 👎 (the most any negative
@@ -62,7 +63,7 @@ from recsys.sim.session import (
     PopularRetriever,
     RatingNegRanker,
     SidesRanker,
-    run_session,
+    run_sessions,
     session_metrics,
 )
 from recsys.sim.split import RatingSplit, history_split, rating_split
@@ -93,6 +94,7 @@ class SimConfig:
     cache_dir: Path = Path(".cache")
     out_dir: Path = RUNS
     device: str = "auto"
+    batch_size: int = 32  # prompts per LLM pass in the lockstep rounds (one per pass on the CPU anyway)
 
 
 # ---------------------------------------------------------------------------------------- checkpoints
@@ -132,7 +134,8 @@ class Checkpoint:
 
 def fingerprint(cfg: SimConfig) -> str:
     """What a checkpoint's pieces depend on: the configuration and, when the LLM runs, the adapters' weights."""
-    parts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "out_dir"}
+    parts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+             if k not in ("out_dir", "batch_size")}  # neither changes a result
     if cfg.llm:
         parts["adapters"] = {n: (f.stat().st_size, f.stat().st_mtime_ns) if (f := cfg.adapters_dir / n /
                                                                             "adapter_model.safetensors").exists()
@@ -249,15 +252,15 @@ def make_people(rs: RatingSplit, rows: list[int], scenario: str, sasrec: Recomme
 
 
 def simulate(cond: Condition, people: list[tuple[Person, str | None]], genres: Mapping[int, tuple[str, ...]],
-             pcfg: PersonConfig, rounds: int, k: int, desc: str, skip_without_genre: bool = False) -> dict[str, np.ndarray]:
-    """Metric -> (n_people, rounds) array; people without a burst genre are NaN rows when skipped."""
-    per_person = []
-    for person, genre in tqdm(people, desc=desc, leave=False):
-        if skip_without_genre and genre is None:
-            per_person.append(None)
-            continue
-        session = run_session(cond, person, pcfg, rounds, k)
-        per_person.append(session_metrics(session, person.heldout, genres, genre, k))
+             pcfg: PersonConfig, rounds: int, k: int, desc: str, skip_without_genre: bool = False,
+             batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Metric -> (n_people, rounds) array; people without a burst genre are NaN rows when skipped. Everyone
+    runs in lockstep (``run_sessions``): each round's LLM questions go to the model in shared batches."""
+    active = [(person, genre) for person, genre in people if not (skip_without_genre and genre is None)]
+    with tqdm(total=len(active) * rounds, desc=desc, unit="list", leave=False) as bar:
+        sessions = iter(run_sessions(cond, [person for person, _ in active], pcfg, rounds, k, batch_size, bar.update))
+    per_person = [None if skip_without_genre and genre is None else
+                  session_metrics(next(sessions), person.heldout, genres, genre, k) for person, genre in people]
     names = next(m for m in per_person if m is not None).keys()
     out = {n: np.array([m[n] if m else [np.nan] * rounds for m in per_person], dtype=np.float64) for n in names}
     if np.nansum(out["degraded"]) > 0:
@@ -272,7 +275,7 @@ def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: Perso
     grid = {}
     for a in cfg.alphas:
         m = resumable_simulate(checkpoint, f"validation/{name}/α={a}", make(a), people, genres, pcfg, cfg.rounds,
-                               cfg.k, f"α={a} {name} (validation)")
+                               cfg.k, f"α={a} {name} (validation)", batch_size=cfg.batch_size)
         grid[f"{a}"] = float(np.nanmean(m["ndcg"]))
     best = max(grid, key=lambda a: (grid[a], -abs(float(a) - DEFAULT_ALPHA)))
     log.info("%s: α grid on validation %s -> %s", name, json.dumps({a: round(v, 4) for a, v in grid.items()}), best)
@@ -350,7 +353,8 @@ def run(cfg: SimConfig, checkpoint: Path | None = None) -> dict[str, Any]:
         people = make_people(rs, test, scenario, sasrec, popular, genres, pcfg, cfg.k)
         results[scenario] = {c.name: resumable_simulate(ck, f"{scenario}/{c.name}", c, people, genres, pcfg,
                                                         cfg.rounds, cfg.k, f"{scenario}: {c.name}",
-                                                        skip_without_genre=scenario == "burst")
+                                                        skip_without_genre=scenario == "burst",
+                                                        batch_size=cfg.batch_size)
                              for c in conds if c.only in (None, scenario)}
     return {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -406,6 +410,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=d.device)
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="prompts per LLM pass: people are ranked in lockstep, their questions batched (GPU)")
     p.add_argument("--plot", type=Path, nargs="+", default=None, help="only redraw: the plot from these result JSONs and their .md tables")
     p.add_argument("--plot-out", type=Path, default=Path("docs/sim_rounds.png"))
     return p
@@ -434,7 +440,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                    k=args.k, seed=args.seed, p_unknown_dislike=args.p_unknown_dislike, alphas=tuple(args.alphas),
                    bound_alphas=tuple(args.bound_alphas),
                    scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
-                   out_dir=args.out_dir, device=args.device)
+                   out_dir=args.out_dir, device=args.device, batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

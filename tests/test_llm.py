@@ -296,3 +296,31 @@ def test_on_the_cpu_each_prompt_runs_alone_and_scores_as_the_batch_would(
     assert passes == [(1, ["pos"]), (1, ["neg"])]
     np.testing.assert_allclose(pos[order], batched[0], atol=1e-5)
     np.testing.assert_allclose(neg[order], batched[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["cpu-one-prompt-per-pass", "gpu-style-padded-batches"])
+def test_score_many_scores_each_query_as_score_does(tiny_model, smol_tokenizer, toy_catalog, lora_dirs, monkeypatch,
+                                                    padded):
+    """Many people's questions in shared batches (the simulation's lockstep rounds): the same scores as one
+    ``score`` call each, whatever the batch mixes (adapters, candidate counts, missing sides)."""
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    queries = [(LIKES, DISLIKES, CANDIDATES), (LIKES[:1], [], CANDIDATES[:3]), ([], DISLIKES, CANDIDATES[::-1]),
+               ([], [], CANDIDATES), (LIKES, DISLIKES, [])]
+    expected = [ranker.score(*q) for q in queries]
+    passes: list[int] = []
+    real = llm.scoped_hidden
+
+    def recording(model, sequences, pad_id, adapter_names=None, scope="all"):
+        passes.append(len(sequences))
+        return real(model, sequences, pad_id, adapter_names, scope)
+
+    monkeypatch.setattr(llm, "scoped_hidden", recording)
+    if padded:  # the GPU path: one left-padded batch per chunk, on this CPU
+        monkeypatch.setattr(llm.LetterRanker, "device", property(lambda self: torch.device("meta")))
+    got = ranker.score_many(queries, batch_size=3)
+    assert passes == ([3, 1] if padded else [1, 1, 1, 1])  # 4 prompts: pos+neg, pos, neg; none for the empty ones
+    for (pos, neg), (want_pos, want_neg) in zip(got, expected, strict=True):
+        for side, want in ((pos, want_pos), (neg, want_neg)):
+            assert (side is None) == (want is None)
+            if want is not None:
+                np.testing.assert_allclose(side, want, atol=1e-5)

@@ -93,3 +93,41 @@ def test_concurrent_callers_get_their_own_answers(toy_catalog):
     for t in threads:
         t.join()
     assert not errors and len(cached.cache) <= 4
+
+
+def test_prefetch_asks_each_missing_side_once_then_score_is_served_from_the_cache(toy_catalog):
+    from recsys.memo import prefetch
+
+    inner = Recording(toy_catalog)
+    cached = CachedRanker(inner)
+    cached.score([6], [], [3, 9, 12])  # pos of the first question is already known
+    inner.asked.clear()
+    queries = [([6], [1], [12, 9, 3]),  # only its neg is missing
+               ([6], [1], [3, 9, 12]),  # the same question again: nothing new
+               ([7], [1], [3, 9]),      # both sides new (another candidate set)
+               ([], [], [3]), ([7], [2], [])]  # nothing to score
+    prefetch(cached, queries)
+    assert inner.asked == [((), (1,)), ((7,), (1,))]  # no score_many here: one score call per question
+    assert cached.calls == 3
+    for likes, dislikes, cands in queries[:3]:
+        want = inner.score(likes, dislikes, cands)
+        got = cached.score(likes, dislikes, cands)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w)
+    assert cached.calls == 3  # every later score was a cache hit
+    prefetch(FakeRanker(toy_catalog), queries)  # a ranker without prefetch: nothing happens
+
+
+def test_prefetch_uses_score_many_in_batches(toy_catalog):
+    class Many(Recording):
+        batches: list[int] = []
+
+        def score_many(self, queries, batch_size=32):
+            self.batches.append(len(queries))
+            return [FakeRanker.score(self, *q) for q in queries]
+
+    inner = Many(toy_catalog)
+    cached = CachedRanker(inner)
+    cached.prefetch([([6], [1], [3, 9, 12]), ([7], [], [3, 9])], batch_size=8)
+    assert inner.batches == [2] and inner.asked == []
+    assert cached.score([7], [], [9, 3])[0] is not None and cached.calls == 2 and cached.hits == 1

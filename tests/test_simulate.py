@@ -330,4 +330,65 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_gives_the_same_results(tmp
     calls.clear()
     die_at[0] = 0
     other = sim.main(replace(cfg, rounds=1), tag="-other")
-    assert other["resumed_pieces"] == 0 and len(calls) == pieces
+    assert other["resumed_pieces"] == 0 and len(calls) == 2 * len(cfg.alphas) + len(other["per_user"]["warm"])
+
+
+class ManyCounting(FakeRanker):
+    """FakeRanker that can answer many questions at once, and counts how it was asked."""
+
+    def __init__(self, catalog, fail_many: bool = False):
+        super().__init__(catalog)
+        self.batches: list[int] = []
+        self.single = 0
+        self.fail_many = fail_many
+
+    def score(self, likes, dislikes, candidates):
+        self.single += 1
+        return super().score(likes, dislikes, candidates)
+
+    def score_many(self, queries, batch_size=32):
+        if self.fail_many:
+            raise RuntimeError("out of GPU memory")
+        self.batches.append(len(queries))
+        return [FakeRanker.score(self, *q) for q in queries]
+
+
+def _people(toy_catalog) -> list[Person]:
+    base = _horror_hater(toy_catalog)
+    return [base, Person(2, base.heldout, likes=(6,), dislikes=(), seen=frozenset({6})),
+            Person(3, base.heldout, likes=(), dislikes=(1,), seen=frozenset({1})),
+            Person(4, base.heldout, likes=(), dislikes=(), seen=frozenset())]
+
+
+@pytest.mark.parametrize("wrap", ["cached", "pos-only", "pos + another neg"])
+def test_lockstep_sessions_batch_the_ranker_and_show_what_one_session_per_person_shows(toy_catalog, wrap):
+    from recsys.sim.session import CombinedRanker, run_sessions
+
+    def condition(ranker):
+        cached = CachedRanker(ranker)
+        wrapped = {"cached": cached, "pos-only": SidesRanker(cached, neg=False),
+                   "pos + another neg": CombinedRanker(cached, FakeRanker(toy_catalog))}[wrap]
+        return Condition("c", Recommender(toy_catalog, FakeRetriever(toy_catalog), wrapped, config=PipelineConfig(k=4)))
+
+    people = _people(toy_catalog)
+    alone = [run_session(condition(FakeRanker(toy_catalog)), p, PersonConfig(), rounds=3, k=4) for p in people]
+    ranker, done = ManyCounting(toy_catalog), []
+    together = run_sessions(condition(ranker), people, PersonConfig(), rounds=3, k=4, progress=done.append)
+    assert [[r.shown for r in s] for s in together] == [[r.shown for r in s] for s in alone]
+    assert ranker.single == 0 and len(ranker.batches) == 3  # one batch per round, nobody asked alone
+    assert ranker.batches[0] == (3 if wrap == "cached" else 2)  # person 4 has no history; pos-only skips person 3
+    assert done == [4, 4, 4]
+
+
+def test_a_failed_batch_falls_back_to_each_persons_own_pass(toy_catalog, caplog):
+    from recsys.sim.session import run_sessions
+
+    ranker = ManyCounting(toy_catalog, fail_many=True)
+    cond = Condition("c", Recommender(toy_catalog, FakeRetriever(toy_catalog), CachedRanker(ranker),
+                                      config=PipelineConfig(k=4)))
+    people = _people(toy_catalog)
+    sessions = run_sessions(cond, people, PersonConfig(), rounds=2, k=4)
+    assert "batched ranking failed" in caplog.text and ranker.single > 0
+    assert not any(r.degraded for s in sessions for r in s)
+    alone = [run_session(cond, p, PersonConfig(), rounds=2, k=4) for p in people]
+    assert [[r.shown for r in s] for s in sessions] == [[r.shown for r in s] for s in alone]

@@ -18,15 +18,19 @@ Not for: choosing users, aggregating or reporting (recsys/simulate.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.memo import prefetch
 from recsys.pipeline import Recommender
 from recsys.protocols import PreferenceRanker
 from recsys.sim import metrics as M
 from recsys.sim.person import DISLIKE_MAX, Answer, Person, PersonConfig, answer
+
+log = logging.getLogger(__name__)
 
 Scores = tuple[np.ndarray | None, np.ndarray | None]
 
@@ -61,23 +65,40 @@ class Round:
 
 def run_session(cond: Condition, person: Person, cfg: PersonConfig, rounds: int = 5, k: int = 10) -> list[Round]:
     """``rounds`` lists of ``k`` for ``person`` under ``cond``; answers update likes/dislikes between lists."""
-    likes, dislikes = list(person.likes), list(person.dislikes)
-    shown: list[int] = []
-    out = []
-    recommender = cond.for_person(person)
+    return run_sessions(cond, [person], cfg, rounds, k)[0]
+
+
+def run_sessions(cond: Condition, people: Sequence[Person], cfg: PersonConfig, rounds: int = 5, k: int = 10,
+                 batch_size: int = 32, progress: Callable[[int], None] | None = None) -> list[list[Round]]:
+    """``run_session`` for many people in lockstep: each round first asks every person's ranking question of
+    the condition's ranker ahead (``recsys.memo.prefetch``: many people's prompts per pass on a GPU), then
+    ranks each person from the cache. The same lists as one ``run_session`` per person. ``progress(n)``
+    is told each finished round for ``n`` people."""
+    states = [([*p.likes], [*p.dislikes], [], cond.for_person(p)) for p in people]  # likes, dislikes, shown, rec
+    out: list[list[Round]] = [[] for _ in people]
     for _ in range(rounds):
-        rec = recommender.recommend(
-            likes, dislikes, exclude={*person.seen, *shown}, k=k, alpha=cond.alpha, use_llm=cond.use_llm
-        )
-        ids = rec.ids()
-        answers = tuple(answer(i, person, cfg) for i in ids)
-        for item, a in zip(ids, answers, strict=True):
-            if a == "like":
-                likes.insert(0, item)
-            elif a == "dislike":
-                dislikes.insert(0, item)
-        shown.extend(ids)
-        out.append(Round(tuple(ids), answers, rec.degraded))
+        if cond.use_llm and cond.ranker_for is None and cond.recommender.ranker is not None:
+            asks = [cond.recommender.ranking_query(likes, dislikes, exclude={*p.seen, *shown})
+                    for p, (likes, dislikes, shown, _) in zip(people, states, strict=True)]
+            try:
+                prefetch(cond.recommender.ranker, [q for q in asks if q[0] or q[1]], batch_size)
+            except Exception:  # noqa: BLE001 - each person's own pass below retries and degrades as the app does
+                log.exception("batched ranking failed; ranking each person alone")
+        for person, (likes, dislikes, shown, recommender), rounds_so_far in zip(people, states, out, strict=True):
+            rec = recommender.recommend(
+                likes, dislikes, exclude={*person.seen, *shown}, k=k, alpha=cond.alpha, use_llm=cond.use_llm
+            )
+            ids = rec.ids()
+            answers = tuple(answer(i, person, cfg) for i in ids)
+            for item, a in zip(ids, answers, strict=True):
+                if a == "like":
+                    likes.insert(0, item)
+                elif a == "dislike":
+                    dislikes.insert(0, item)
+            shown.extend(ids)
+            rounds_so_far.append(Round(tuple(ids), answers, rec.degraded))
+        if progress is not None:
+            progress(len(people))
     return out
 
 
@@ -202,6 +223,9 @@ class SidesRanker:
         pos, neg = self.ranker.score(likes if self.pos else (), dislikes if self.neg else (), candidates)
         return (pos if self.pos else None), (neg if self.neg else None)
 
+    def prefetch(self, queries: Sequence[tuple], batch_size: int = 32) -> None:
+        prefetch(self.ranker, [(lk if self.pos else (), dk if self.neg else (), c) for lk, dk, c in queries], batch_size)
+
 
 class CombinedRanker:
     """pos from one ranker, neg from another (e.g. the LLM's pos with the embedding baseline's neg)."""
@@ -213,3 +237,7 @@ class CombinedRanker:
         pos = self.pos_ranker.score(likes, (), candidates)[0] if likes else None
         neg = self.neg_ranker.score((), dislikes, candidates)[1] if dislikes else None
         return pos, neg
+
+    def prefetch(self, queries: Sequence[tuple], batch_size: int = 32) -> None:
+        prefetch(self.pos_ranker, [(lk, (), c) for lk, _, c in queries if lk], batch_size)
+        prefetch(self.neg_ranker, [((), dk, c) for _, dk, c in queries if dk], batch_size)
