@@ -392,3 +392,17 @@ def test_a_failed_batch_falls_back_to_each_persons_own_pass(toy_catalog, caplog)
     assert not any(r.degraded for s in sessions for r in s)
     alone = [run_session(cond, p, PersonConfig(), rounds=2, k=4) for p in people]
     assert [[r.shown for r in s] for s in sessions] == [[r.shown for r in s] for s in alone]
+
+
+def test_the_round_plot_has_no_empty_column_for_a_scenario_the_run_did_not_have(tmp_path):
+    from PIL import Image
+
+    from recsys.sim.report import plot_rounds
+
+    arrays = {m: [[0.1, 0.2], [0.3, 0.1]] for m in ("like_share", "dislike_share", "genre_share")}
+    warm_only = {"config": {"dataset": "toy", "rounds": 2}, "per_user": {"warm": {"SASRec": arrays, "SASRec + x (α=0.3, val)": arrays}}}
+    with_burst = {"config": {"dataset": "toy", "rounds": 2}, "per_user": {**warm_only["per_user"], "burst": {"SASRec": arrays}}}
+    plot_rounds([warm_only], tmp_path / "warm.png")
+    plot_rounds([with_burst, warm_only], tmp_path / "both.png")
+    assert Image.open(tmp_path / "warm.png").size[0] == 2 * 5 * 110  # two panels of 5 inches at 110 dpi
+    assert Image.open(tmp_path / "both.png").size[0] == 3 * 5 * 110

@@ -140,7 +140,8 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
 
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
-    fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
+    panels = [p for p in panels if any(p[0] in r["per_user"] for r in results)]  # no empty column for a missing scenario
+    fig, axes = plt.subplots(len(results), len(panels), figsize=(5 * len(panels), 4.2 * len(results)), squeeze=False)
     names = list(dict.fromkeys(family(c) for r in results for s in r["per_user"].values() for c in s))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
     for row, result in zip(axes, results, strict=True):
@@ -154,8 +155,10 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 4), 1, 1))
+    ncol = min(len(panels) + 1, len(labels))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9)
+    legend_rows = -(-len(labels) // ncol)
+    fig.tight_layout(rect=(0, min(0.5, 0.02 + 0.06 * legend_rows / len(results)), 1, 1))  # room for the legend
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
