@@ -77,7 +77,8 @@ def run_sessions(cond: Condition, people: Sequence[Person], cfg: PersonConfig, r
     states = [([*p.likes], [*p.dislikes], [], cond.for_person(p)) for p in people]  # likes, dislikes, shown, rec
     out: list[list[Round]] = [[] for _ in people]
     for _ in range(rounds):
-        if cond.use_llm and cond.ranker_for is None and cond.recommender.ranker is not None:
+        # only a shared ranker that can answer ahead (an LLM behind a CachedRanker) is worth the extra retrieval
+        if cond.use_llm and cond.ranker_for is None and hasattr(cond.recommender.ranker, "prefetch"):
             asks = [cond.recommender.ranking_query(likes, dislikes, exclude={*p.seen, *shown})
                     for p, (likes, dislikes, shown, _) in zip(people, states, strict=True)]
             try:
