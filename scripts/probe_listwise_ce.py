@@ -28,6 +28,7 @@ from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import mean_ratings, prepare  # noqa: E402
 from recsys.evaluate import holdout  # noqa: E402
 from recsys.listwise import (  # noqa: E402
+    RETRIEVAL,
     SHOWN,
     WITH_POPULARITY,
     CandidateFeatures,
@@ -39,9 +40,9 @@ from recsys.rerank_eval import user_cases  # noqa: E402
 from recsys.sasrec import SASRecRetriever  # noqa: E402
 from recsys.training import score_all  # noqa: E402
 
-FACTS = ("mean rating z", "genre match with likes", "genre match with dislikes")
+FACTS = SHOWN[len(RETRIEVAL):]  # mean rating, genre match with the likes and with the dislikes
 SETS = {
-    "SASRec score and rank": SHOWN[:2],
+    "SASRec score and rank": RETRIEVAL,
     "prompt facts only (what the adapter sees)": FACTS,
     "prompt facts + popularity": (*FACTS, "log popularity z"),
     "SASRec + prompt facts": SHOWN,
