@@ -120,7 +120,9 @@ def test_prefetch_asks_each_missing_side_once_then_score_is_served_from_the_cach
 
 def test_prefetch_uses_score_many_in_batches(toy_catalog):
     class Many(Recording):
-        batches: list[int] = []
+        def __init__(self, catalog):
+            super().__init__(catalog)
+            self.batches: list[int] = []
 
         def score_many(self, queries, batch_size=32):
             self.batches.append(len(queries))
