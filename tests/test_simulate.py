@@ -406,3 +406,17 @@ def test_the_round_plot_has_no_empty_column_for_a_scenario_the_run_did_not_have(
     plot_rounds([with_burst, warm_only], tmp_path / "both.png")
     assert Image.open(tmp_path / "warm.png").size[0] == 2 * 5 * 110  # two panels of 5 inches at 110 dpi
     assert Image.open(tmp_path / "both.png").size[0] == 3 * 5 * 110
+
+
+def test_the_burst_table_compares_each_condition_with_sasrec_after_the_burst():
+    """Paired over the people who have a burst genre: a ranker that halves the genre's share shows a negative
+    difference; a run without the warm scenario still gets that column (the no-burst columns are "–")."""
+    from recsys.sim.report import burst_table
+
+    sasrec = {"genre_share": [[0.4, 0.3], [0.2, 0.2], [np.nan, np.nan]]}
+    halved = {"genre_share": [[0.2, 0.1], [0.1, 0.1], [np.nan, np.nan]]}
+    result = {"config": {"rounds": 2}, "per_user": {"burst": {"SASRec": sasrec, "SASRec + neg": halved}}}
+    rows = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ") for line in burst_table(result)[2:]}
+    assert rows["SASRec"][-1] == "(reference)" and rows["SASRec"][1] == "–"
+    assert rows["SASRec + neg"][-1].startswith("-15.0 pp [")  # per person −0.20 and −0.10; the third has no genre
+    assert burst_table({**result, "per_user": {"burst": {"SASRec + neg": halved}}})[2].endswith("| – | – |")

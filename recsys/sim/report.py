@@ -72,15 +72,18 @@ def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
 
 
 def burst_table(result: Mapping[str, Any]) -> list[str]:
-    """Share of the burst genre by round, without (warm start) and with the 3 injected dislikes, and the
-    paired difference over the first three rounds. The genre was picked as the most frequent in the
-    first SASRec list, so its share falls over rounds anyway (regression to the mean): compare columns."""
+    """Share of the burst genre by round, without (warm start) and with the 3 injected dislikes, the
+    paired difference over the first three rounds, and, after the burst, the paired difference against
+    SASRec (which only hides the 3 disliked movies): what the negative side adds to hiding. The genre was
+    picked as the most frequent in the first SASRec list, so its share falls over rounds anyway
+    (regression to the mean): compare columns. Without a warm run the no-burst columns are "–"."""
     n_rounds = result["config"]["rounds"]
     shown = sorted({0, min(2, n_rounds - 1), n_rounds - 1})
     r3 = min(3, n_rounds)
     head = (["condition"] + [f"no burst r{r + 1}" for r in shown] + [f"after burst r{r + 1}" for r in shown]
-            + [f"Δ r1–{r3} (burst − no burst)"])
+            + [f"Δ r1–{r3} (burst − no burst)", f"Δ r1–{r3} after burst vs SASRec"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = _arrays(result, "burst", BASELINE)["genre_share"] if BASELINE in result["per_user"]["burst"] else None
     for cond in result["per_user"]["burst"]:
         after = _arrays(result, "burst", cond)["genre_share"]
         keep = ~np.isnan(after[:, 0])
@@ -92,6 +95,8 @@ def burst_table(result: Mapping[str, Any]) -> list[str]:
         cells += [_cell(after[keep, r]) for r in shown]
         cells.append("–" if before is None else
                      paired_delta(after[keep, :r3].mean(1), before[:, :r3].mean(1), relative=False))
+        cells.append("(reference)" if cond == BASELINE else "–" if base is None else
+                     paired_delta(after[keep, :r3].mean(1), base[keep, :r3].mean(1), relative=False))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
