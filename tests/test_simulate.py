@@ -420,3 +420,21 @@ def test_the_burst_table_compares_each_condition_with_sasrec_after_the_burst():
     assert rows["SASRec"][-1] == "(reference)" and rows["SASRec"][1] == "–"
     assert rows["SASRec + neg"][-1].startswith("-15.0 pp [")  # per person −0.20 and −0.10; the third has no genre
     assert burst_table({**result, "per_user": {"burst": {"SASRec + neg": halved}}})[2].endswith("| – | – |")
+
+
+def test_the_llm_conditions_are_paired_with_the_rows_they_must_beat():
+    """The validation-α row is the reference when a baseline has two; a run without LLM rows has no table."""
+    from recsys.sim.report import comparisons_table
+
+    def cond(disliked):  # 2 people, 3 rounds; cumulative disliked after round 3 per person, flat like share
+        return {"cum_disliked": [[0, 0, d] for d in disliked], "like_share": [[0.1] * 3, [0.2] * 3]}
+
+    per = {"SASRec": cond([4, 4]), "SASRec + rating-neg (α=0.6)": cond([9, 9]),
+           "SASRec + rating-neg (α=0.3, val)": cond([2, 2]), "SASRec + LLM pos (α=0.6)": cond([4, 4]),
+           "SASRec + LLM pos+neg (α=0.6, val)": cond([3, 3])}
+    result = {"config": {"rounds": 3}, "per_user": {"warm": per}}
+    rows = [line.split(" | ") for line in comparisons_table(result, "warm")[2:]]
+    assert [(r[1], r[2]) for r in rows] == [("SASRec + LLM pos+neg (α=0.6, val)", "SASRec + LLM pos (α=0.6)"),
+                                            ("SASRec + LLM pos+neg (α=0.6, val)", "SASRec + rating-neg (α=0.3, val)")]
+    assert rows[0][3].startswith("-25%") and rows[1][3].startswith("+50%")  # 3 vs 4 and 3 vs 2 disliked
+    assert comparisons_table({**result, "per_user": {"warm": {"SASRec": per["SASRec"]}}}, "warm") == []

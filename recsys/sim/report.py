@@ -101,6 +101,42 @@ def burst_table(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# (what is measured, condition, reference): name prefixes; a prefix that matches two rows (α = 0.6 and the
+# validation α) takes the validation row for the reference, every row for the condition
+COMPARISONS = (
+    ("the negative adapter, beside the same positive adapter", "SASRec + LLM pos+neg (", "SASRec + LLM pos ("),
+    ("the negative adapter vs the embedding baseline, same positive adapter", "SASRec + LLM pos+neg (",
+     "SASRec + LLM pos + emb-neg ("),
+    ("LLM pos+neg vs the embedding baseline alone", "SASRec + LLM pos+neg (", "SASRec + emb-neg ("),
+    ("LLM pos+neg vs the rating baseline", "SASRec + LLM pos+neg (", "SASRec + rating-neg ("),
+)
+
+
+def comparisons_table(result: Mapping[str, Any], scenario: str) -> list[str]:
+    """Paired differences between the LLM conditions and the rows they must beat (issue 8: the LLM must
+    beat the non-LLM negative baseline): disliked movies shown in 3 rounds (relative to the reference) and
+    like share over rounds 1–3. Empty when the run has no LLM conditions."""
+    conds = list(result["per_user"][scenario])
+    r3 = min(3, result["config"]["rounds"])
+    lines = []
+    for what, cond_prefix, ref_prefix in COMPARISONS:
+        refs = [c for c in conds if c.startswith(ref_prefix)]
+        if not refs:
+            continue
+        ref = next((c for c in refs if c.endswith("val)")), refs[0])
+        b = _arrays(result, scenario, ref)
+        for cond in (c for c in conds if c.startswith(cond_prefix)):
+            a = _arrays(result, scenario, cond)
+            lines.append(f"| {what} | {cond} | {ref} | "
+                         + paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], relative=True)
+                         + " | " + paired_delta(a["like_share"][:, :r3].mean(1), b["like_share"][:, :r3].mean(1),
+                                                relative=False) + " |")
+    if not lines:
+        return []
+    head = ["what", "condition", "reference", f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}"]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]
+
+
 def header(result: Mapping[str, Any]) -> list[str]:
     cfg, users = result["config"], result["users"]
     stats = result["sasrec"].get("stats", {})
@@ -128,6 +164,9 @@ def markdown(result: Mapping[str, Any]) -> str:
     for scenario in ("warm", "cold"):
         if scenario in result["per_user"]:
             lines += ["", f"**{titles[scenario]}**", "", *rounds_table(result, scenario)]
+            if paired := comparisons_table(result, scenario):
+                lines += ["", f"Paired, the LLM conditions against the rows they must beat ({scenario}; "
+                          "Δ disliked relative to the reference's count):", "", *paired]
     if "burst" in result["per_user"]:
         n = int((~np.isnan(np.asarray(next(iter(result["per_user"]["burst"].values()))["genre_share"])[:, 0])).sum())
         lines += ["", f"**Burst: warm start + 3 dislikes of one genre** ({n} people; the genre is the most frequent "
