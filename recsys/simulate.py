@@ -448,8 +448,8 @@ if __name__ == "__main__":
     cli = make_parser().parse_args()
     if cli.plot:  # redraw from saved runs: the plot, and each run's markdown beside its JSON
         saved = [json.loads(p.read_text()) for p in cli.plot]
-        report.plot_rounds(saved, cli.plot_out)
         for path, result in zip(cli.plot, saved, strict=True):
             path.with_suffix(".md").write_text(report.markdown(result) + "\n")
+        report.plot_rounds(saved, cli.plot_out)
     else:
         main(config_from_args(cli), cli.tag, cli.threads)

@@ -402,7 +402,10 @@ def test_the_round_plot_has_no_empty_column_for_a_scenario_the_run_did_not_have(
     arrays = {m: [[0.1, 0.2], [0.3, 0.1]] for m in ("like_share", "dislike_share", "genre_share")}
     warm_only = {"config": {"dataset": "toy", "rounds": 2}, "per_user": {"warm": {"SASRec": arrays, "SASRec + x (α=0.3, val)": arrays}}}
     with_burst = {"config": {"dataset": "toy", "rounds": 2}, "per_user": {**warm_only["per_user"], "burst": {"SASRec": arrays}}}
+    cold_only = {"config": {"dataset": "toy", "rounds": 2}, "per_user": {"cold": warm_only["per_user"]["warm"]}}
     plot_rounds([warm_only], tmp_path / "warm.png")
+    plot_rounds([cold_only], tmp_path / "cold.png")  # a cold-start run without a warm one shows its cold start
+    assert Image.open(tmp_path / "cold.png").size[0] == 2 * 5 * 110
     plot_rounds([with_burst, warm_only], tmp_path / "both.png")
     assert Image.open(tmp_path / "warm.png").size[0] == 2 * 5 * 110  # two panels of 5 inches at 110 dpi
     assert Image.open(tmp_path / "both.png").size[0] == 3 * 5 * 110

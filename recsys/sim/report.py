@@ -150,7 +150,9 @@ def header(result: Mapping[str, Any]) -> list[str]:
         f"{result['seconds']:.0f} s; seed {cfg['seed']}; P(👎 | unrated) = {cfg['p_unknown_dislike']}._",
         "",
         f"Protocol: {result['protocol']}. SASRec (history only): best validation NDCG@10 "
-        f"{stats.get('best_val_ndcg10', float('nan')):.4f}. α chosen on {len(users['validation'])} other people "
+        f"{stats.get('best_val_ndcg10', float('nan')):.4f}. "
+        + ("α chosen" if any(len(g) > 1 for g in result["alpha_grid"].values()) else "α fixed (a one-value grid), run")
+        + f" on {len(users['validation'])} other people "
         f"(warm start, mean graded NDCG@10 over rounds): emb-neg α = {result['alpha']['emb']}, "
         + (f"rating-neg α = {result['alpha']['rating']}, " if "rating" in result["alpha"] else "")
         + f"LLM pos+neg α = {result['alpha']['llm']} ({grid}). {llm}. People excluded as adapter-training users: "
@@ -176,7 +178,8 @@ def markdown(result: Mapping[str, Any]) -> str:
 
 
 def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Rows = datasets; columns = liked share, disliked share (warm) and burst-genre share; CI bands."""
+    """Rows = runs; columns = liked share, disliked share (warm start, or cold start for a run without a
+    warm one) and burst-genre share; CI bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,14 +187,15 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
 
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
-    panels = [p for p in panels if any(p[0] in r["per_user"] for r in results)]  # no empty column for a missing scenario
+    panels = [p for p in panels if any(_start(r, p[0]) in r["per_user"] for r in results)]  # no empty column
     fig, axes = plt.subplots(len(results), len(panels), figsize=(5 * len(panels), 4.2 * len(results)), squeeze=False)
     names = list(dict.fromkeys(family(c) for r in results for s in r["per_user"].values() for c in s))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
     for row, result in zip(axes, results, strict=True):
         for ax, (scenario, metric, title) in zip(row, panels, strict=True):
+            scenario = _start(result, scenario)
             _panel(ax, result, scenario, metric, colors)
-            ax.set_title(f"{result['config']['dataset']}: {title}")
+            ax.set_title(f"{result['config']['dataset']}: {title}" + (" (cold start)" if scenario == "cold" else ""))
             ax.set_xlabel("round")
     handles, labels = [], []
     for ax in axes[0]:
@@ -206,6 +210,11 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _start(result: Mapping[str, Any], scenario: str) -> str:
+    """The scenario a panel shows: a cold-start run without a warm one shows its cold start."""
+    return "cold" if scenario == "warm" and "warm" not in result["per_user"] and "cold" in result["per_user"] else scenario
 
 
 def family(cond: str) -> str:
