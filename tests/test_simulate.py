@@ -441,3 +441,17 @@ def test_the_llm_conditions_are_paired_with_the_rows_they_must_beat():
                                             ("SASRec + LLM pos+neg (α=0.6, val)", "SASRec + rating-neg (α=0.3, val)")]
     assert rows[0][3].startswith("-25%") and rows[1][3].startswith("+50%")  # 3 vs 4 and 3 vs 2 disliked
     assert comparisons_table({**result, "per_user": {"warm": {"SASRec": per["SASRec"]}}}, "warm") == []
+
+
+def test_the_rounds_table_pairs_round_one_graded_ndcg_with_sasrec():
+    from recsys.sim.report import rounds_table
+
+    def cond(ndcg):  # 2 people, 3 rounds
+        flat = [[0.1] * 3, [0.2] * 3]
+        return {"like_share": flat, "dislike_share": flat, "cum_liked": flat, "cum_disliked": [[0, 1, 2]] * 2,
+                "ndcg": [[n, 0.0, 0.0] for n in ndcg]}
+
+    per = {"SASRec": cond([0.2, 0.4]), "SASRec + x (α=0.6)": cond([0.3, 0.6])}
+    rows = [line.rstrip(" |").split(" | ") for line in rounds_table({"config": {"rounds": 3}, "per_user": {"warm": per}}, "warm")]
+    assert rows[0][-1] == "Δ graded NDCG@10 r1 vs SASRec" and rows[2][-1] == "(reference)"
+    assert rows[3][-1].startswith("+50% [")  # per person +0.1 and +0.2 over a mean of 0.3

@@ -55,7 +55,7 @@ def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
     r3 = min(3, n_rounds)
     head = (["condition"] + [f"👍 share r{r + 1}" for r in shown] + [f"👎 share r{r + 1}" for r in shown]
             + ["graded NDCG@10 r1", f"liked found, {n_rounds} rounds", f"disliked shown, {r3} rounds",
-               f"Δ disliked, {r3} rounds, vs SASRec", f"Δ 👍 share r1–{r3} vs SASRec"])
+               f"Δ disliked, {r3} rounds, vs SASRec", f"Δ 👍 share r1–{r3} vs SASRec", "Δ graded NDCG@10 r1 vs SASRec"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     base = _arrays(result, scenario, BASELINE)
     for cond in result["per_user"][scenario]:
@@ -63,10 +63,11 @@ def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
         cells = [cond] + [_cell(m["like_share"][:, r]) for r in shown] + [_cell(m["dislike_share"][:, r]) for r in shown]
         cells += [_cell(m["ndcg"][:, 0]), _cell(m["cum_liked"][:, -1], 2), _cell(m["cum_disliked"][:, r3 - 1], 2)]
         if cond == BASELINE:
-            cells += ["(reference)", "(reference)"]
+            cells += ["(reference)"] * 3
         else:
             cells += [paired_delta(m["cum_disliked"][:, r3 - 1], base["cum_disliked"][:, r3 - 1], relative=True),
-                      paired_delta(m["like_share"][:, :r3].mean(1), base["like_share"][:, :r3].mean(1), relative=False)]
+                      paired_delta(m["like_share"][:, :r3].mean(1), base["like_share"][:, :r3].mean(1), relative=False),
+                      paired_delta(m["ndcg"][:, 0], base["ndcg"][:, 0], relative=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
