@@ -455,3 +455,13 @@ def test_the_rounds_table_pairs_round_one_graded_ndcg_with_sasrec():
     rows = [line.rstrip(" |").split(" | ") for line in rounds_table({"config": {"rounds": 3}, "per_user": {"warm": per}}, "warm")]
     assert rows[0][-1] == "Δ graded NDCG@10 r1 vs SASRec" and rows[2][-1] == "(reference)"
     assert rows[3][-1].startswith("+50% [")  # per person +0.1 and +0.2 over a mean of 0.3
+
+
+def test_the_burst_comparisons_pair_the_genre_share_of_people_with_a_burst_genre():
+    from recsys.sim.report import comparisons_table
+
+    per = {"SASRec + LLM pos (α=0.6)": {"genre_share": [[0.5, 0.4, 0.3], [0.4, 0.4, 0.4], [np.nan] * 3]},
+           "SASRec + LLM pos+neg (α=0.6)": {"genre_share": [[0.3, 0.4, 0.3], [0.2, 0.4, 0.4], [np.nan] * 3]}}
+    rows = [line.split(" | ") for line in comparisons_table({"config": {"rounds": 3}, "per_user": {"burst": per}}, "burst")]
+    assert rows[0][-2:] == ["Δ burst-genre share r1", "Δ burst-genre share r1–3 |"]
+    assert rows[2][3].startswith("-20.0 pp") and rows[2][4].startswith("-6.7 pp")  # both people: −0.2 in list 1 only

@@ -116,9 +116,18 @@ COMPARISONS = (
 def comparisons_table(result: Mapping[str, Any], scenario: str) -> list[str]:
     """Paired differences between the LLM conditions and the rows they must beat (issue 8: the LLM must
     beat the non-LLM negative baseline): disliked movies shown in 3 rounds (relative to the reference) and
-    like share over rounds 1–3. Empty when the run has no LLM conditions."""
+    like share over rounds 1–3; in the burst scenario the burst genre's share in list 1 and over rounds 1–3
+    (people without a burst genre are NaN rows and drop out). Empty when the run has no LLM conditions."""
     conds = list(result["per_user"][scenario])
     r3 = min(3, result["config"]["rounds"])
+    if scenario == "burst":
+        head = ["Δ burst-genre share r1", f"Δ burst-genre share r1–{r3}"]
+        cells = lambda a, b: [paired_delta(a["genre_share"][:, 0], b["genre_share"][:, 0], relative=False),  # noqa: E731
+                              paired_delta(a["genre_share"][:, :r3].mean(1), b["genre_share"][:, :r3].mean(1), relative=False)]
+    else:
+        head = [f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}"]
+        cells = lambda a, b: [paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], relative=True),  # noqa: E731
+                              paired_delta(a["like_share"][:, :r3].mean(1), b["like_share"][:, :r3].mean(1), relative=False)]
     lines = []
     for what, cond_prefix, ref_prefix in COMPARISONS:
         refs = [c for c in conds if c.startswith(ref_prefix)]
@@ -127,14 +136,10 @@ def comparisons_table(result: Mapping[str, Any], scenario: str) -> list[str]:
         ref = next((c for c in refs if c.endswith("val)")), refs[0])
         b = _arrays(result, scenario, ref)
         for cond in (c for c in conds if c.startswith(cond_prefix)):
-            a = _arrays(result, scenario, cond)
-            lines.append(f"| {what} | {cond} | {ref} | "
-                         + paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], relative=True)
-                         + " | " + paired_delta(a["like_share"][:, :r3].mean(1), b["like_share"][:, :r3].mean(1),
-                                                relative=False) + " |")
+            lines.append("| " + " | ".join([what, cond, ref, *cells(_arrays(result, scenario, cond), b)]) + " |")
     if not lines:
         return []
-    head = ["what", "condition", "reference", f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}"]
+    head = ["what", "condition", "reference", *head]
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]
 
 
@@ -175,6 +180,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines += ["", f"**Burst: warm start + 3 dislikes of one genre** ({n} people; the genre is the most frequent "
                   "non-Drama/Comedy genre of their first SASRec list, the dislikes its 3 most popular movies they "
                   "never rated); share of that genre in each list, without and with the burst", "", *burst_table(result)]
+        if paired := comparisons_table(result, "burst"):
+            lines += ["", "Paired, the LLM conditions against the rows they must beat (burst; percentage points of the "
+                      "burst genre's share):", "", *paired]
     return "\n".join(lines)
 
 
