@@ -197,9 +197,11 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
     panels = [p for p in panels if any(_start(r, p[0]) in r["per_user"] for r in results)]  # no empty column
-    fig, axes = plt.subplots(len(results), len(panels), figsize=(5 * len(panels), 4.2 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), len(panels), figsize=(max(5 * len(panels), 10), 4.2 * len(results)),
+                             squeeze=False)  # at least 10 inches: room for the legend of a one-panel plot
     names = list(dict.fromkeys(family(c) for r in results for s in r["per_user"].values() for c in s))
-    colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(names)}
+    cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20  # no two conditions in one colour
+    colors = {c: cmap(i % cmap.N) for i, c in enumerate(names)}
     for row, result in zip(axes, results, strict=True):
         for ax, (scenario, metric, title) in zip(row, panels, strict=True):
             scenario = _start(result, scenario)
