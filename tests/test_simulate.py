@@ -465,3 +465,23 @@ def test_the_burst_comparisons_pair_the_genre_share_of_people_with_a_burst_genre
     rows = [line.split(" | ") for line in comparisons_table({"config": {"rounds": 3}, "per_user": {"burst": per}}, "burst")]
     assert rows[0][-2:] == ["Δ burst-genre share r1", "Δ burst-genre share r1–3 |"]
     assert rows[2][3].startswith("-20.0 pp") and rows[2][4].startswith("-6.7 pp")  # both people: −0.2 in list 1 only
+
+
+def test_a_run_with_a_one_value_alpha_grid_is_not_labelled_as_validated():
+    """Nothing was chosen on the validation people, so the tables drop ", val"; the paired table then takes the
+    baseline row with the condition's own α."""
+    from recsys.sim.report import comparisons_table, relabel
+
+    def cond(d):
+        return {"cum_disliked": [[0, 0, d]] * 2, "like_share": [[0.1] * 3] * 2}
+
+    per = {"SASRec + rating-neg (α=0.6)": cond(4), "SASRec + rating-neg (α=0.3, val)": cond(2),
+           "SASRec + LLM pos+neg (α=0.6)": cond(4), "SASRec + LLM pos+neg (α=0.3, val)": cond(2)}
+    fixed = relabel({"config": {"rounds": 3}, "alpha_grid": {"llm": {"0.3": 0.1}, "emb": {}}, "per_user": {"warm": per}})
+    assert sorted(fixed["per_user"]["warm"]) == ["SASRec + LLM pos+neg (α=0.3)", "SASRec + LLM pos+neg (α=0.6)",
+                                                 "SASRec + rating-neg (α=0.3)", "SASRec + rating-neg (α=0.6)"]
+    rows = [line.split(" | ")[1:3] for line in comparisons_table(fixed, "warm")[2:]]
+    assert rows == [["SASRec + LLM pos+neg (α=0.6)", "SASRec + rating-neg (α=0.6)"],
+                    ["SASRec + LLM pos+neg (α=0.3)", "SASRec + rating-neg (α=0.3)"]]
+    tuned = {"config": {"rounds": 3}, "alpha_grid": {"llm": {"0.3": 0.1, "0.6": 0.2}}, "per_user": {"warm": per}}
+    assert relabel(tuned) is tuned

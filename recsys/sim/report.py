@@ -102,8 +102,9 @@ def burst_table(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-# (what is measured, condition, reference): name prefixes; a prefix that matches two rows (α = 0.6 and the
-# validation α) takes the validation row for the reference, every row for the condition
+# (what is measured, condition, reference): name prefixes; a reference prefix that matches two rows (α = 0.6 and
+# the validation α) takes the validation row, or without one the row with the condition's α; every matching row
+# is a condition
 COMPARISONS = (
     ("the negative adapter, beside the same positive adapter", "SASRec + LLM pos+neg (", "SASRec + LLM pos ("),
     ("the negative adapter vs the embedding baseline, same positive adapter", "SASRec + LLM pos+neg (",
@@ -131,16 +132,20 @@ def comparisons_table(result: Mapping[str, Any], scenario: str) -> list[str]:
     lines = []
     for what, cond_prefix, ref_prefix in COMPARISONS:
         refs = [c for c in conds if c.startswith(ref_prefix)]
-        if not refs:
-            continue
-        ref = next((c for c in refs if c.endswith("val)")), refs[0])
-        b = _arrays(result, scenario, ref)
-        for cond in (c for c in conds if c.startswith(cond_prefix)):
-            lines.append("| " + " | ".join([what, cond, ref, *cells(_arrays(result, scenario, cond), b)]) + " |")
+        for cond in (c for c in conds if c.startswith(cond_prefix)) if refs else ():
+            ref = next((c for c in refs if c.endswith("val)")), None) or next(
+                (c for c in refs if _alpha(c) == _alpha(cond)), refs[0])  # the tuned row, else the same α
+            lines.append("| " + " | ".join([what, cond, ref, *cells(_arrays(result, scenario, cond),
+                                                                     _arrays(result, scenario, ref))]) + " |")
     if not lines:
         return []
     head = ["what", "condition", "reference", *head]
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]
+
+
+def _alpha(cond: str) -> str | None:
+    found = re.search(r"α=([\d.]+)", cond)
+    return found.group(1) if found else None
 
 
 def header(result: Mapping[str, Any]) -> list[str]:
@@ -166,7 +171,17 @@ def header(result: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def relabel(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The result with ", val" dropped from its condition names when no α grid had more than one value
+    (nothing was chosen on the validation people: "α fixed"); otherwise the result itself."""
+    if any(len(g) > 1 for g in result["alpha_grid"].values()):
+        return result
+    per_user = {s: {c.replace(", val)", ")"): v for c, v in conds.items()} for s, conds in result["per_user"].items()}
+    return {**result, "per_user": per_user}
+
+
 def markdown(result: Mapping[str, Any]) -> str:
+    result = relabel(result)
     lines = header(result)
     titles = {"warm": "Warm start (newest 10 history likes, 5 dislikes)", "cold": "Cold start (3 likes, 2 dislikes)"}
     for scenario in ("warm", "cold"):
@@ -194,6 +209,7 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    results = [relabel(r) if "alpha_grid" in r else r for r in results]
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
     panels = [p for p in panels if any(_start(r, p[0]) in r["per_user"] for r in results)]  # no empty column
