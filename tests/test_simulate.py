@@ -250,6 +250,7 @@ def test_run_writes_tables_without_adapters(tmp_path, caplog):
     assert warm.shape == (4, 2)
     md = (tmp_path / "ml-100k-smoke.md").read_text()
     assert "| SASRec |" in md and "Burst" in md and "Protocol:" in md
+    assert md.count("| Δ disliked, 2 rounds, vs SASRec |") == 2  # the burst sessions' like/dislike table too
 
 
 def test_people_exclude_adapter_training_users(tmp_path):

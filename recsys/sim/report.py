@@ -195,6 +195,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines += ["", f"**Burst: warm start + 3 dislikes of one genre** ({n} people; the genre is the most frequent "
                   "non-Drama/Comedy genre of their first SASRec list, the dislikes its 3 most popular movies they "
                   "never rated); share of that genre in each list, without and with the burst", "", *burst_table(result)]
+        lines += ["", "Liked and disliked shares of the same burst sessions (what the genre's removal costs):", "",
+                  *rounds_table(result, "burst")]
         if paired := comparisons_table(result, "burst"):
             lines += ["", "Paired, the LLM conditions against the rows they must beat (burst; percentage points of the "
                       "burst genre's share):", "", *paired]
