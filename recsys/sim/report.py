@@ -162,7 +162,7 @@ def header(result: Mapping[str, Any]) -> list[str]:
         "",
         f"Protocol: {result['protocol']}. SASRec (history only): best validation NDCG@10 "
         f"{stats.get('best_val_ndcg10', float('nan')):.4f}. "
-        + ("α chosen" if any(len(g) > 1 for g in result["alpha_grid"].values()) else "α fixed (a one-value grid), run")
+        + ("α chosen" if tuned(result) else "α fixed (a one-value grid), run")
         + f" on {len(users['validation'])} other people "
         f"(warm start, mean graded NDCG@10 over rounds): emb-neg α = {result['alpha']['emb']}, "
         + (f"rating-neg α = {result['alpha']['rating']}, " if "rating" in result["alpha"] else "")
@@ -171,10 +171,17 @@ def header(result: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def tuned(result: Mapping[str, Any]) -> bool:
+    """Whether the run chose an α on its validation people (a grid with more than one value); a result
+    without its grids (older or hand-made) counts as tuned, so that its names are left alone."""
+    grids = result.get("alpha_grid")
+    return grids is None or any(len(g) > 1 for g in grids.values())
+
+
 def relabel(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The result with ", val" dropped from its condition names when no α grid had more than one value
-    (nothing was chosen on the validation people: "α fixed"); otherwise the result itself."""
-    if any(len(g) > 1 for g in result["alpha_grid"].values()):
+    """The result with ", val" dropped from its condition names when nothing was tuned (``tuned``);
+    otherwise the result itself."""
+    if tuned(result):
         return result
     per_user = {s: {c.replace(", val)", ")"): v for c, v in conds.items()} for s, conds in result["per_user"].items()}
     return {**result, "per_user": per_user}
@@ -211,7 +218,7 @@ def plot_rounds(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = [relabel(r) if "alpha_grid" in r else r for r in results]
+    results = [relabel(r) for r in results]
     panels = [("warm", "like_share", "liked share (held-out ≥ 4)"), ("warm", "dislike_share", "disliked share (held-out ≤ 2)"),
               ("burst", "genre_share", "burst-genre share")]
     panels = [p for p in panels if any(_start(r, p[0]) in r["per_user"] for r in results)]  # no empty column
