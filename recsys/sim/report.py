@@ -48,6 +48,17 @@ def paired_delta(a: np.ndarray, b: np.ndarray, relative: bool) -> str:
         f"{mean * scale:+.1f}{unit} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
 
 
+def _mean_delta(a: np.ndarray, b: np.ndarray, stop: int, relative: bool = False) -> str:
+    """Paired Δ of each person's mean over rounds 1..``stop`` (rows = people, columns = rounds)."""
+    return paired_delta(a[:, :stop].mean(1), b[:, :stop].mean(1), relative=relative)
+
+
+def _dislike_like_deltas(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], r3: int) -> list[str]:
+    """Disliked movies shown in ``r3`` rounds (relative to b's) and like share over rounds 1..r3 (pp)."""
+    return [paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], relative=True),
+            _mean_delta(a["like_share"], b["like_share"], r3)]
+
+
 def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
     """One row per condition: liked/disliked share by round, NDCG, cumulative counts, deltas vs SASRec."""
     n_rounds = result["config"]["rounds"]
@@ -65,9 +76,7 @@ def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
         if cond == BASELINE:
             cells += ["(reference)"] * 3
         else:
-            cells += [paired_delta(m["cum_disliked"][:, r3 - 1], base["cum_disliked"][:, r3 - 1], relative=True),
-                      paired_delta(m["like_share"][:, :r3].mean(1), base["like_share"][:, :r3].mean(1), relative=False),
-                      paired_delta(m["ndcg"][:, 0], base["ndcg"][:, 0], relative=True)]
+            cells += [*_dislike_like_deltas(m, base, r3), _mean_delta(m["ndcg"], base["ndcg"], 1, relative=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -94,10 +103,8 @@ def burst_table(result: Mapping[str, Any]) -> list[str]:
         cells = [cond] + [("–" if before is None else _cell(before[:, r]) + ("" if ref == cond else " (SASRec)"))
                           for r in shown]
         cells += [_cell(after[keep, r]) for r in shown]
-        cells.append("–" if before is None else
-                     paired_delta(after[keep, :r3].mean(1), before[:, :r3].mean(1), relative=False))
-        cells.append("(reference)" if cond == BASELINE else "–" if base is None else
-                     paired_delta(after[keep, :r3].mean(1), base[keep, :r3].mean(1), relative=False))
+        cells.append("–" if before is None else _mean_delta(after[keep], before, r3))
+        cells.append("(reference)" if cond == BASELINE else "–" if base is None else _mean_delta(after, base, r3))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -123,12 +130,11 @@ def comparisons_table(result: Mapping[str, Any], scenario: str) -> list[str]:
     r3 = min(3, result["config"]["rounds"])
     if scenario == "burst":
         head = ["Δ burst-genre share r1", f"Δ burst-genre share r1–{r3}"]
-        cells = lambda a, b: [paired_delta(a["genre_share"][:, 0], b["genre_share"][:, 0], relative=False),  # noqa: E731
-                              paired_delta(a["genre_share"][:, :r3].mean(1), b["genre_share"][:, :r3].mean(1), relative=False)]
+        cells = lambda a, b: [_mean_delta(a["genre_share"], b["genre_share"], 1),  # noqa: E731
+                              _mean_delta(a["genre_share"], b["genre_share"], r3)]
     else:
         head = [f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}"]
-        cells = lambda a, b: [paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], relative=True),  # noqa: E731
-                              paired_delta(a["like_share"][:, :r3].mean(1), b["like_share"][:, :r3].mean(1), relative=False)]
+        cells = lambda a, b: _dislike_like_deltas(a, b, r3)  # noqa: E731
     lines = []
     for what, cond_prefix, ref_prefix in COMPARISONS:
         refs = [c for c in conds if c.startswith(ref_prefix)]
