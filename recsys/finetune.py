@@ -125,6 +125,7 @@ class FinetuneConfig:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; 1 is steadier than 2 on a CPU shared with other jobs
     show_year: bool = prompts.SHOW_YEAR
+    template: str = prompts.TEMPLATE_VERSION  # prompts.TEMPLATES; letters-v6 shows both histories to both adapters
 
     @property
     def tasks(self) -> tuple[prompts.Task, ...]:
@@ -355,12 +356,11 @@ def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg:
     each query's backward before the next query switches the active adapter (peft's set_adapter()
     freezes the inactive one). With several tasks the model holds one adapter per task.
     """
-    shown = texts(catalog, ex.candidates, cfg.show_year, candidates=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for q in ex.queries:
+    for q, prompt in zip(ex.queries, frozen.example_prompts(catalog, ex, cfg.show_year, cfg.template), strict=True):
         if len(cfg.tasks) > 1:
             model.set_adapter(q.task)
-        ids = llm.prompt_ids(tokenizer, prompts.build(q.task, texts(catalog, q.history, cfg.show_year), shown))
+        ids = llm.prompt_ids(tokenizer, prompt)
         hidden = llm.scoped_hidden(model, [ids], pad, scope=cfg.adapter_scope)
         yield q, llm.letter_logits(model, hidden, letter_ids[: len(ex.candidates)])
 
@@ -447,9 +447,9 @@ def ci95(values: Sequence[float]) -> float:
 
 
 def content_free_bias(model: Any, tokenizer: Any, task: prompts.Task, letter_ids: Sequence[int], n: int,
-                      scope: str = "all") -> list[float]:
+                      scope: str = "all", template: str = prompts.TEMPLATE_VERSION) -> list[float]:
     """Each letter's logit (centred) on a prompt whose movies are all 'N/A', with the active adapter."""
-    prompt = prompts.content_free(task, n)
+    prompt = prompts.content_free(task, n, template=template)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     with torch.no_grad():
@@ -580,14 +580,15 @@ def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example
         dtype = getattr(torch, cfg.frozen_dtype)
         log.info("the base pass (layers %d+) of %d + %d examples", first, len(train), len(val))
         train_f, val_f = cached_base_pass(cfg, train, val, lambda ex: frozen.precompute_answer_one(
-            model, tokenizer, catalog, ex, cfg.show_year, first, dtype))
+            model, tokenizer, catalog, ex, cfg.show_year, first, dtype, cfg.template))
         return (lambda exs: frozen.answer_batch_logits(model, exs, first, letter_ids, len(cfg.tasks))), train_f, val_f
     if not (cfg.frozen_features and cfg.lora_layers):
         return full_scorer(model, tokenizer, catalog, cfg, letter_ids), train, val
     first = min(cfg.lora_layers)
     log.info("precomputing the frozen layers below layer %d for %d + %d examples", first, len(train), len(val))
-    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)")
-    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)")
+    train_f = frozen.precompute(model, tokenizer, catalog, train, cfg.show_year, first, "frozen layers (train)",
+                                cfg.template)
+    val_f = frozen.precompute(model, tokenizer, catalog, val, cfg.show_year, first, "frozen layers (val)", cfg.template)
     return per_query(lambda ex: frozen.query_logits(model, ex, first, letter_ids, len(cfg.tasks))), train_f, val_f
 
 
@@ -607,7 +608,7 @@ def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequenc
     (~7 MB per query for SmolLM2, layers 12-29) is paged in from disk as batches need it.
     """
     prompts_only = [(ex.candidates, [(q.task, q.history) for q in ex.queries]) for ex in (*train, *val)]
-    key = repr((cfg.dataset, cfg.base_model, prompts.TEMPLATE_VERSION, cfg.show_year, cfg.adapter_scope,
+    key = repr((cfg.dataset, cfg.base_model, cfg.template, cfg.show_year, cfg.adapter_scope,
                 cfg.frozen_dtype, min(cfg.lora_layers) if cfg.lora_layers else 0, len(train), prompts_only))
     folder = cfg.run_dir / cfg.task / f"base-pass-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -674,7 +675,7 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
     """What metadata.json says about one adapter (its own validation numbers, the shared run's facts)."""
     final, zero = state.evals[-1], state.evals[0]
     return {
-        "task": task, "base_model": cfg.base_model, "template_version": prompts.TEMPLATE_VERSION,
+        "task": task, "base_model": cfg.base_model, "template_version": cfg.template,
         "adapter_scope": cfg.adapter_scope,
         "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
         "split": "leave-one-out; examples from split.train(u) only",
@@ -749,7 +750,8 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     metas = {}
     for task in cfg.tasks:
         model.set_adapter(task)
-        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates, cfg.adapter_scope)
+        bias = content_free_bias(model, tokenizer, task, letter_ids, cfg.n_candidates, cfg.adapter_scope,
+                                 cfg.template)
         metas[task] = metadata(cfg, task, state, (len(train_users), len(val_users)), (len(train), len(val)),
                                retriever_name, bias, describe_machine(model))
         metas[task]["val_spearman_mean_rating"] = reference.get(f"{task}_spearman_mean_rating")
@@ -798,6 +800,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-scope", choices=list(llm.SCOPES), default=d.adapter_scope,
                    help="where the adapters act: every prompt token, or the answer position only (fast on a CPU)")
     p.add_argument("--frozen-dtype", choices=["float16", "bfloat16", "float32"], default=d.frozen_dtype)
+    p.add_argument("--template", choices=list(prompts.TEMPLATES), default=d.template,
+                   help="prompt template (recsys/prompts.py): letters-v6 shows both histories in one prompt whose "
+                        "base pass both answer-scoped adapters share")
     p.add_argument("--device", default=d.device)
     return p
 

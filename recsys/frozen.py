@@ -17,6 +17,7 @@ Not for: inference (llm.py runs the whole model), data (finetune.py).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,24 +90,32 @@ def from_plain(stored: dict[str, Any], queries: Sequence[Any]) -> FrozenExample:
     return FrozenExample(stored["n_candidates"], tuple(out))
 
 
+def example_prompts(catalog: Catalog, example: Any, show_year: bool,
+                    template: str = prompts.TEMPLATE_VERSION) -> list[prompts.Prompt]:
+    """One scoring prompt per query of a training example, as the ranker builds them: each query's own
+    history, and (shared templates) the other query's history as the other side."""
+    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, candidates=True)
+    histories = {q.task: prompts.texts([catalog[i] for i in q.history], show_year) for q in example.queries}
+    return [prompts.build(q.task, histories[q.task], shown, histories.get("neg" if q.task == "pos" else "pos", ()),
+                          template) for q in example.queries]
+
+
 def decoder(model: Any) -> Any:
     return model.get_base_model().get_decoder() if llm.is_peft(model) else model.get_decoder()
 
 
 @torch.no_grad()
 def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, show_year: bool,
-                   first: int) -> FrozenExample:
+                   first: int, template: str = prompts.TEMPLATE_VERSION) -> FrozenExample:
     """What the base model hands layer ``first`` for each of the example's prompts."""
-    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, candidates=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     captured: list[torch.Tensor] = []
     hook = decoder(model).layers[first].register_forward_pre_hook(
         lambda _m, args: captured.append(args[0].detach().clone()))
     try:
         with llm.adapters_off(model):
-            for q in example.queries:
-                history = prompts.texts([catalog[i] for i in q.history], show_year)
-                llm.full_hidden(model, [llm.prompt_ids(tokenizer, prompts.build(q.task, history, shown))], pad)
+            for prompt in example_prompts(catalog, example, show_year, template):
+                llm.full_hidden(model, [llm.prompt_ids(tokenizer, prompt)], pad)
     finally:
         hook.remove()
     return FrozenExample(len(example.candidates), tuple(FrozenQuery(q, h) for q, h in zip(example.queries, captured,
@@ -114,8 +123,8 @@ def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, s
 
 
 def precompute(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[Any], show_year: bool,
-               first: int, desc: str = "frozen layers") -> list[FrozenExample]:
-    return [precompute_one(model, tokenizer, catalog, ex, show_year, first)
+               first: int, desc: str = "frozen layers", template: str = prompts.TEMPLATE_VERSION) -> list[FrozenExample]:
+    return [precompute_one(model, tokenizer, catalog, ex, show_year, first, template)
             for ex in tqdm(examples, desc=desc, mininterval=10)]
 
 
@@ -136,26 +145,34 @@ def query_logits(model: Any, example: FrozenExample, first: int, letter_ids: Seq
 
 @torch.no_grad()
 def precompute_answer_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, show_year: bool,
-                          first: int, dtype: torch.dtype = torch.float16) -> FrozenExample:
+                          first: int, dtype: torch.dtype = torch.float16,
+                          template: str = prompts.TEMPLATE_VERSION) -> FrozenExample:
     """The base model's keys/values before the answer token (layers ``first``…) and the answer token
-    entering layer ``first``, for each of the example's prompts (answer-scoped adapters)."""
-    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, candidates=True)
+    entering layer ``first``, for each of the example's prompts (answer-scoped adapters). Prompts that
+    share a prefix (letters-v6: everything before the question) read it once, as the ranker does."""
     dec = decoder(model)
+    device = dec.embed_tokens.weight.device
     out: list[AnswerQuery] = []
+    built = example_prompts(catalog, example, show_year, template)
     with llm.adapters_off(model):
-        for q in example.queries:
-            history = prompts.texts([catalog[i] for i in q.history], show_year)
-            ids = torch.tensor([llm.prompt_ids(tokenizer, prompts.build(q.task, history, shown))],
-                               device=dec.embed_tokens.weight.device)
-            cache = dec(input_ids=ids[:, :-1], use_cache=True).past_key_values
+        past, past_prefix = None, None
+        for q, prompt in zip(example.queries, built, strict=True):
+            prefix, suffix = llm.encode(tokenizer, prompt.prefix), llm.encode(tokenizer, prompt.suffix)
+            if prompt.prefix != past_prefix:
+                past = dec(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+                past_prefix = prompt.prefix
+            cache = copy.deepcopy(past)
+            ids = torch.tensor([suffix], device=device)
+            positions = torch.arange(len(prefix), len(prefix) + len(suffix), device=device)[None]
+            if len(suffix) > 1:
+                dec(input_ids=ids[:, :-1], position_ids=positions[:, :-1], past_key_values=cache, use_cache=True)
             keys = tuple(cache.layers[i].keys.to(dtype).clone() for i in range(first, len(dec.layers)))
             values = tuple(cache.layers[i].values.to(dtype).clone() for i in range(first, len(dec.layers)))
             captured: list[torch.Tensor] = []
             hook = dec.layers[first].register_forward_pre_hook(
                 lambda _m, args, out=captured: out.append(args[0].detach().clone()))
             try:
-                dec(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True,
-                    position_ids=torch.tensor([[ids.shape[1] - 1]], device=ids.device))
+                dec(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True, position_ids=positions[:, -1:])
             finally:
                 hook.remove()
             out.append(AnswerQuery(q, captured[0], keys, values))

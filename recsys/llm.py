@@ -6,7 +6,9 @@ pass and nothing is generated. Both tasks run as ONE batch of whole prompts (lik
 question for "pos", dislikes + candidates + question for "neg"), each row with its own adapter
 (peft's mixed-adapter batch, ``adapter_names=["pos", "neg"]``); on the CPU the two rows run one after
 the other instead, unpadded, which is faster there (``LetterRanker._letter_logits``). The prompts share
-nothing but their first tokens: the history comes first (see prompts.py for why).
+nothing but their first tokens in the paper's two-prompt template (letters-v5: the history comes first,
+see prompts.py for why); in the shared template (letters-v6) everything before the question is the same
+for both tasks, and answer-scoped adapters (below) then read it once (``shared_answer_hidden``).
 
 Fine-tuning (finetune.py) calls the same ``full_hidden``/``letter_logits``, so training and
 inference compute exactly the same thing.
@@ -24,7 +26,9 @@ Not for: building training data or the training loop (finetune.py), fusing ranks
 
 from __future__ import annotations
 
+import copy
 import functools
+import itertools
 import json
 import logging
 import shutil
@@ -85,6 +89,7 @@ class RankerConfig:
     seed: int = 0  # candidate order in the prompt: a seeded shuffle of the candidate *set*
     calibrate: bool = False  # subtract each letter's mean logit on content-free prompts
     show_year: bool = prompts.SHOW_YEAR
+    template: str | None = None  # prompts.TEMPLATES; None: the adapters' own (prompts.TEMPLATE_VERSION without adapters)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -181,10 +186,10 @@ def attach_adapters(model: Any, adapters: Mapping[str, Path]) -> Any:
                 f"LoRA adapter {name!r} not found in {folder} (train it: python -m recsys.finetune --task {name})"
             )
         version = read_metadata(folder).get("template_version")
-        if version not in (None, prompts.TEMPLATE_VERSION):
+        if version not in (None, *prompts.TEMPLATES):
             raise ValueError(
                 f"adapter {name!r} was trained on prompt template {version!r}, "
-                f"this code builds {prompts.TEMPLATE_VERSION!r}: retrain it"
+                f"this code builds {', '.join(prompts.TEMPLATES)}: retrain it"
             )
     (first, first_dir), *rest = adapters.items()
     peft_model = PeftModel.from_pretrained(model, str(first_dir), adapter_name=first)
@@ -303,6 +308,40 @@ def answer_hidden(
     return out.last_hidden_state[:, -1]
 
 
+def shared_answer_hidden(
+    model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], adapter_names: Sequence[str] | None = None
+) -> torch.Tensor:
+    """``answer_hidden`` of the sequences ``prefix + suffix`` for each of ``suffixes``, reading ``prefix`` ONCE.
+
+    The base model runs ``prefix`` and keeps its keys and values; then, per row, the suffix but its last
+    token (adapters off) and the last token under the row's adapter (None: the active one), on a copy of
+    that cache. Equal to ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py);
+    with a letters-v6 prompt (prompts.py) the prefix is everything before the question, so both adapters
+    cost one pass over the prompt plus ~20 tokens each.
+    """
+    if not prefix or min(len(s) for s in suffixes) < 1:
+        raise ValueError("a shared answer pass needs a prefix and at least 1 suffix token per row")
+    device = model.get_output_embeddings().weight.device
+    start = len(prefix)
+    with adapters_off(model):
+        past = decoder_forward(model, None, input_ids=torch.tensor([list(prefix)], device=device),
+                               use_cache=True).past_key_values
+    rows = []
+    for row, suffix in enumerate(suffixes):
+        cache = copy.deepcopy(past) if row < len(suffixes) - 1 else past  # the last row may extend the original
+        ids = torch.tensor([list(suffix)], device=device)
+        positions = torch.arange(start, start + len(suffix), device=device)[None]
+        if len(suffix) > 1:
+            with adapters_off(model):
+                decoder_forward(model, None, input_ids=ids[:, :-1], position_ids=positions[:, :-1],
+                                past_key_values=cache, use_cache=True)
+        names = None if adapter_names is None else [adapter_names[row]]
+        out = decoder_forward(model, names, input_ids=ids[:, -1:], position_ids=positions[:, -1:],
+                              past_key_values=cache, use_cache=True)
+        rows.append(out.last_hidden_state[:, -1])
+    return torch.cat(rows)
+
+
 def scoped_hidden(
     model: Any, sequences: Sequence[Sequence[int]], pad_id: int, adapter_names: Sequence[str] | None = None,
     scope: str = "all",
@@ -363,9 +402,21 @@ class LetterRanker:
         if len(scopes) > 1:
             raise ValueError(f"the adapters act on different scopes {sorted(scopes)}: train them together")
         self.scope = scopes.pop() if scopes else "all"
+        templates = {meta.get("template_version", prompts.TEMPLATE_VERSION) for meta in self.metadata.values()}
+        if len(templates) > 1 or (templates and self.config.template not in (None, *templates)):
+            raise ValueError(f"the adapters were trained on prompt templates {sorted(templates)}, "
+                             f"the ranker was asked for {self.config.template!r}")
+        self.template = prompts.check_template(
+            templates.pop() if templates else self.config.template or prompts.TEMPLATE_VERSION)
         for name, meta in self.metadata.items():
             if meta.get("letter_bias"):
                 self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
+
+    @property
+    def sides_independent(self) -> bool:
+        """Whether the pos scores ignore the dislikes and the neg scores the likes (recsys.memo): true of the
+        paper's two prompts (letters-v5), not of the shared one (letters-v6 shows both histories to both)."""
+        return self.template not in prompts.SHARED_TEMPLATES
 
     @property
     def device(self) -> torch.device:
@@ -429,8 +480,10 @@ class LetterRanker:
             order = self.prompt_order(candidates) if tasks else np.arange(0)
             shown = self.texts([candidates[i] for i in order], candidates=True) if tasks else []
             orders.append(order)
-            rows += [(q, task, BASE if zero_shot else task, prompts.build(task, self.texts(history), shown))
-                     for task, history in tasks]
+            histories = dict(tasks)
+            rows += [(q, task, BASE if zero_shot else task,
+                      prompts.build(task, self.texts(history), shown, self.texts(histories.get(other, [])), self.template))
+                     for task, history in tasks for other in ["neg" if task == "pos" else "pos"]]
         out: list[dict[str, np.ndarray]] = [{} for _ in queries]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
@@ -450,11 +503,26 @@ class LetterRanker:
         One left-padded batch on a GPU (launch-bound: two rows cost about what one does); on the CPU one
         prompt per pass, each naming its adapter (no reloading): the padded batch of the two prompts took
         3.8 s there against 3.5 s one at a time, timed in turn (``scripts/probe_cpu_speed.py``, docs/BENCHMARKS.md §2).
+        On the CPU, when the rows run the base model up to the answer position (answer-scoped adapters, or
+        zero-shot), consecutive prompts with the same prefix read it once (``shared_answer_hidden``): with a
+        letters-v6 prompt that is everything before the question, for both tasks.
         """
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
+        zero_shot = adapter_names is None or set(adapter_names) == {BASE}
+        scope = "all" if zero_shot else self.scope
+        if self.device.type == "cpu" and (zero_shot or scope == "answer"):
+            # adapters (if any) act at the answer position only: prompts that share a prefix read it once
+            # (both tasks' prompts in letters-v6), each prompt otherwise unpadded as below
+            hidden = []
+            named = list(zip(built, adapter_names or [None] * len(built), strict=True))
+            for prefix, group in itertools.groupby(named, key=lambda r: r[0].prefix):
+                group = list(group)
+                suffixes = [encode(self.tokenizer, p.suffix) for p, _ in group]
+                hidden.append(shared_answer_hidden(self.model, encode(self.tokenizer, prefix), suffixes,
+                                                   None if adapter_names is None else [n for _, n in group]))
+            return letter_logits(self.model, torch.cat(hidden), self.letter_ids[:n]).cpu().numpy()
         rows = [prompt_ids(self.tokenizer, p) for p in built]
-        scope = "all" if adapter_names is None or set(adapter_names) == {BASE} else self.scope
         if self.device.type == "cpu" and len(rows) > 1:  # one prompt per pass, unpadded (docstring)
             hidden = torch.cat([
                 scoped_hidden(self.model, [row], self.pad_id, None if adapter_names is None else [name], scope)
@@ -469,7 +537,7 @@ class LetterRanker:
         if not self.config.calibrate:
             return 0.0
         if (name, task, n) not in self._bias:  # not stored with the adapter: measure it once
-            prompt = prompts.content_free(task, n)
+            prompt = prompts.content_free(task, n, template=self.template)
             logits = self._letter_logits([prompt], [name], n)[0]
             self._bias[(name, task, n)] = logits - logits.mean()
         return self._bias[(name, task, n)]

@@ -6,9 +6,12 @@ starts from the same request as an earlier one asks the shared model the same th
 (tests/test_study_flow.py), and the simulation's conditions all ask the same thing in round 1. Each side
 is looked up on its own, so when only one prompt is new, only it runs (one row instead of two).
 
-Valid for rankers whose pos score does not depend on the dislikes (and vice versa) and that do not look
-at the candidates' order: true of ``recsys.llm.LetterRanker`` (separate rows; the prompt order is a
-function of the candidate set) and of the simulation's embedding baseline. A side the ranker returns
+Valid for rankers that do not look at the candidates' order: true of ``recsys.llm.LetterRanker`` (the
+prompt order is a function of the candidate set) and of the simulation's embedding baseline. A ranker
+whose pos score does not depend on the dislikes (and vice versa) says so with ``sides_independent``
+(LetterRanker with the paper's two prompts, letters-v5); then each side is keyed by its own history
+and asked alone. Otherwise (letters-v6 shows both histories in one prompt, and rankers that do not say)
+both sides are keyed by both histories and always asked together. A side the ranker returns
 None for (no history, or ``webapp.services.SerialRanker`` skipping a stale pass) is not cached.
 Thread-safe: the app's sessions share one.
 
@@ -30,7 +33,7 @@ import numpy as np
 from recsys.protocols import PreferenceRanker
 
 Scores = tuple[np.ndarray | None, np.ndarray | None]
-Key = tuple[str, tuple[int, ...], frozenset[int]]
+Key = tuple[str, tuple[tuple[int, ...], ...], frozenset[int]]  # (side, the histories it depends on, candidate set)
 Query = tuple[Sequence[int], Sequence[int], Sequence[int]]  # (likes, dislikes, candidates)
 
 
@@ -45,17 +48,35 @@ class CachedRanker:
         self.hits = 0  # sides served from the cache
         self._lock = threading.Lock()
 
-    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+    @property
+    def sides_independent(self) -> bool:
+        return sides_independent(self.ranker)
+
+    def keys(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> tuple[Key, Key]:
+        """Each side's cache key: its own history, or both when the sides are not independent."""
         cset = frozenset(int(c) for c in candidates)
+        pos, neg = tuple(int(i) for i in likes), tuple(int(i) for i in dislikes)
+        if self.sides_independent:
+            return ("pos", (pos,), cset), ("neg", (neg,), cset)
+        return ("pos", (pos, neg), cset), ("neg", (pos, neg), cset)
+
+    def question(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int],
+                 need: Sequence[bool]) -> Query:
+        """What to ask the ranker for the sides in ``need``: those sides' histories alone when the sides
+        are independent (the other side costs nothing), both histories otherwise (each side reads both)."""
+        if not self.sides_independent:
+            return likes, dislikes, candidates
+        return likes if need[0] else (), dislikes if need[1] else (), candidates
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
         histories = (likes, dislikes)
-        keys: tuple[Key, Key] = (("pos", tuple(int(i) for i in likes), cset),
-                                 ("neg", tuple(int(i) for i in dislikes), cset))
+        keys = self.keys(likes, dislikes, candidates)
         found = [self._get(key) if h else None for h, key in zip(histories, keys, strict=True)]
         need = [bool(h) and f is None for h, f in zip(histories, found, strict=True)]
         if any(need):
             with self._lock:
                 self.calls += 1
-            fresh = self.ranker.score(likes if need[0] else (), dislikes if need[1] else (), candidates)
+            fresh = self.ranker.score(*self.question(likes, dislikes, candidates, need))
             for side, (wanted, s) in enumerate(zip(need, fresh, strict=True)):
                 if wanted and s is not None:
                     found[side] = {int(c): float(x) for c, x in zip(candidates, s, strict=True)}
@@ -72,15 +93,14 @@ class CachedRanker:
         for likes, dislikes, candidates in queries:
             if not candidates:
                 continue
-            cset = frozenset(int(c) for c in candidates)
             keys: list[Key | None] = []
-            for side, history in (("pos", likes), ("neg", dislikes)):
-                key: Key = (side, tuple(int(i) for i in history), cset)
+            for key, history in zip(self.keys(likes, dislikes, candidates), (likes, dislikes), strict=True):
                 fresh = bool(history) and key not in scheduled and self._peek(key) is None
                 keys.append(key if fresh else None)
                 scheduled |= {key} if fresh else set()
             if keys[0] or keys[1]:
-                asked.append(((keys[0], keys[1]), (likes if keys[0] else (), dislikes if keys[1] else (), candidates)))
+                question = self.question(likes, dislikes, candidates, [k is not None for k in keys])
+                asked.append(((keys[0], keys[1]), question))
         if not asked:
             return
         many = getattr(self.ranker, "score_many", None)
@@ -111,6 +131,11 @@ class CachedRanker:
             self.cache.move_to_end(key)
             while self.maxsize is not None and len(self.cache) > self.maxsize:
                 self.cache.popitem(last=False)
+
+
+def sides_independent(ranker: object) -> bool:
+    """Whether ``ranker``'s pos scores ignore the dislikes and its neg scores the likes (False unless it says so)."""
+    return bool(getattr(ranker, "sides_independent", False))
 
 
 def prefetch(ranker: object, queries: Sequence[Query], batch_size: int = 32) -> None:

@@ -4,9 +4,10 @@ Prompts are data: the constants below plus small pure functions that fill them i
 two strings, tokenised separately (never jointly, so the token boundary is the same in training and
 at inference):
 
-- ``prefix``: ``PREFIX``, the opening of the user turn, the same for every prompt;
-- ``suffix``: the person's liked (or disliked) movies, THEN the lettered candidates, the question,
-  and an assistant turn that opens with "(" so that the next token is the answer letter.
+- ``prefix``: what the two tasks' prompts share: ``PREFIX``, the opening of the user turn (letters-v5),
+  or everything before the question (letters-v6, below);
+- ``suffix``: the rest: (v5) the person's liked (or disliked) movies, THEN the lettered candidates; the
+  question; and an assistant turn that opens with "(" so that the next token is the answer letter.
 
 History first, candidates after it, each candidate's letter after its title ("Alien (C)"): every
 candidate's letter token has then read both the person's movies and its own title (attention is
@@ -15,7 +16,8 @@ position only has to look for the best letter. The first templates put the share
 first (letters-v1 "(C) Alien", v2 "Alien (C)") so that one base-model pass over it served both
 adapters; no adapter trained on them beat the uniform guess, and on a probe where the liked list
 CONTAINS the right answer, 6-layer adapters stayed at chance with v2 and reached 93% with this order
-in the same 60 steps (docs/BENCHMARKS.md). Each adapter therefore reads its whole prompt.
+in the same 60 steps (docs/BENCHMARKS.md). In letters-v5 each adapter therefore reads its whole prompt;
+letters-v6 keeps the history first and shares it instead (below).
 
 The chat markup (ChatML, as SmolLM2 uses) is written out here rather than taken from the tokenizer's
 chat template, because that template injects a default system prompt ("You are a helpful AI
@@ -27,8 +29,18 @@ show the catalog's mean rating (letters-v5, ~5 tokens each): a real prompt (10 l
 candidates) is ~560 tokens, and the ranking pass is compute-bound, so every token costs latency
 (docs/BENCHMARKS.md §2).
 
-Change ``TEMPLATE_VERSION`` whenever any string here changes: adapters record the version they were
-trained with, and the ranker refuses adapters trained on another one.
+Two templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters record theirs):
+
+- letters-v5 (the paper's two prompts): "pos" shows the likes, "neg" the dislikes, each followed by
+  the candidates, so the two prompts differ from their first history line on and each is a full pass.
+- letters-v6 (shared): ONE prompt shows the likes, then the dislikes, then the candidates, and only the
+  question differs ("like most" / "dislike most"). Every candidate's letter has read both histories,
+  as before, and the whole block before the question is the same for both tasks, so for adapters
+  that act at the answer position only (llm.py) the base model reads it ONCE for both: ~650 tokens
+  instead of ~1050 for the two v5 prompts (docs/BENCHMARKS.md §2).
+
+Add a new version whenever any string here changes: adapters record the version they were trained
+with, and the ranker builds that version's prompts (it refuses one it does not know).
 
 Not for: tokenisation, models or scoring (llm.py).
 """
@@ -42,7 +54,9 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATE_VERSION = "letters-v5"
+TEMPLATES = ("letters-v5", "letters-v6")
+SHARED_TEMPLATES = frozenset({"letters-v6"})  # one block before the question for both tasks
+TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
 
 Task = Literal["pos", "neg"]
 
@@ -80,7 +94,8 @@ CONTENT_FREE_MOVIE = "N/A"  # the filler for calibration prompts (Zhao et al., 2
 
 @dataclass(frozen=True)
 class Prompt:
-    """One scoring prompt: ``prefix`` (shared candidate list) + ``suffix`` (task, history, question)."""
+    """One scoring prompt, in two parts tokenised separately: ``prefix`` (what every task's prompt shares:
+    the user turn's opening in letters-v5, everything before the question in letters-v6) + ``suffix``."""
 
     prefix: str
     suffix: str
@@ -140,19 +155,40 @@ def history_block(task: Task, history: Sequence[str]) -> str:
 
 
 def task_suffix(task: Task, history: Sequence[str], candidates: Sequence[str]) -> str:
-    """History, candidates, question, end of the user turn, and an assistant turn opened with '('."""
-    return (history_block(task, history) + candidate_block(candidates) + QUESTION[task] + END_TURN
-            + ASSISTANT_TURN + ANSWER_OPEN)
+    """History, candidates, question, end of the user turn, and an assistant turn that opens with '('."""
+    return history_block(task, history) + candidate_block(candidates) + question(task)
 
 
-def build(task: Task, history: Sequence[str], candidates: Sequence[str]) -> Prompt:
-    """The scoring prompt for one task: pick the candidate the person will most like (or dislike)."""
-    return Prompt(PREFIX, task_suffix(task, history, candidates))
+def question(task: Task) -> str:
+    """The question, the end of the user turn, and an assistant turn opened with '(' (next token: the letter)."""
+    return QUESTION[task] + END_TURN + ASSISTANT_TURN + ANSWER_OPEN
 
 
-def content_free(task: Task, n_candidates: int, n_history: int = 3) -> Prompt:
+def check_template(template: str) -> str:
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; this code builds {', '.join(TEMPLATES)}")
+    return template
+
+
+def build(task: Task, history: Sequence[str], candidates: Sequence[str], other: Sequence[str] = (),
+          template: str = TEMPLATE_VERSION) -> Prompt:
+    """The scoring prompt for one task: pick the candidate the person will most like (or dislike).
+
+    ``history``: the task's own movies (the likes for "pos", the dislikes for "neg"); ``other``: the other
+    side's, shown only by a shared template (letters-v6), where both tasks' prompts differ only in the question.
+    """
+    if check_template(template) not in SHARED_TEMPLATES:
+        return Prompt(PREFIX, task_suffix(task, history, candidates))
+    likes, dislikes = (history, other) if task == "pos" else (other, history)
+    blocks = [history_block(t, h) for t, h in (("pos", likes), ("neg", dislikes)) if h]
+    return Prompt(PREFIX + "".join(blocks) + candidate_block(candidates), question(task))
+
+
+def content_free(task: Task, n_candidates: int, n_history: int = 3, template: str = TEMPLATE_VERSION) -> Prompt:
     """A prompt with every movie replaced by 'N/A': what the adapter answers when nothing informs it."""
-    return build(task, [CONTENT_FREE_MOVIE] * n_history, [CONTENT_FREE_MOVIE] * n_candidates)
+    filler = [CONTENT_FREE_MOVIE] * n_history
+    other = filler if template in SHARED_TEMPLATES else ()
+    return build(task, filler, [CONTENT_FREE_MOVIE] * n_candidates, other, template)
 
 
 def list_prompt(task: Task, history: Sequence[str], candidates: Sequence[str], n: int = 10) -> str:

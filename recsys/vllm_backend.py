@@ -3,8 +3,8 @@
 The server runs the base model with both LoRA adapters, named "pos" and "neg":
 ``vllm serve <base> --enable-lora --lora-modules pos=<adapters>/pos neg=<adapters>/neg``.
 For each side with history this sends one ``POST /v1/completions`` (model "pos" or "neg") with the same
-prompt text as recsys/prompts.py builds (shared candidate prefix + task suffix, candidates in the same
-seeded order as LetterRanker), ``max_tokens=1``, ``temperature=0`` and ``logprobs=20``, and reads the
+prompt text as recsys/prompts.py builds (``template``; candidates in the same seeded order as LetterRanker;
+with letters-v6 both sides' prompts share everything before the question, which vLLM's prefix caching reuses), ``max_tokens=1``, ``temperature=0`` and ``logprobs=20``, and reads the
 scores of the letters A.. from the top log-probabilities of the one generated token (the answer letter
 after "("). Letters missing from the top list get the lowest score returned (a tie at the bottom).
 Log-probabilities differ from LetterRanker's logits by one constant per prompt, so the order is the same.
@@ -35,7 +35,7 @@ from recsys.catalog import Catalog
 
 @dataclass(frozen=True)
 class VLLMConfig:
-    """Where the server is and how prompts are built (the last four as in recsys.llm.RankerConfig)."""
+    """Where the server is and how prompts are built (the last five as in recsys.llm.RankerConfig)."""
 
     base_url: str = "http://127.0.0.1:8000"
     timeout_s: float = 10.0
@@ -45,6 +45,7 @@ class VLLMConfig:
     max_dislikes: int = 5
     seed: int = 0
     show_year: bool = prompts.SHOW_YEAR
+    template: str = prompts.TEMPLATE_VERSION  # the adapters' (their metadata's "template_version")
 
 
 def prompt_order(candidates: Sequence[int], seed: int) -> np.ndarray:
@@ -106,7 +107,10 @@ class VLLMRanker:
         order = prompt_order(candidates, self.config.seed)
         shown = self.texts([candidates[i] for i in order], candidates=True)
         sides = {"pos": list(likes)[: self.config.max_likes], "neg": list(dislikes)[: self.config.max_dislikes]}
-        texts = {task: prompts.build(task, self.texts(history), shown).text for task, history in sides.items() if history}
+        other = {"pos": "neg", "neg": "pos"}
+        texts = {task: prompts.build(task, self.texts(history), shown, self.texts(sides[other[task]]),
+                                     self.config.template).text
+                 for task, history in sides.items() if history}
         return texts, order
 
     def complete(self, model: str, prompt: str) -> dict[str, float]:

@@ -39,6 +39,8 @@ class FakeEncoder:
 class FakeRanker:
     """pos: prefers candidates sharing genres with the likes; neg: with the dislikes."""
 
+    sides_independent = True  # pos reads the likes only, neg the dislikes only (recsys.memo)
+
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
 

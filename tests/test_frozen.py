@@ -124,15 +124,19 @@ def test_answer_scoped_adapters_act_at_the_last_token_only(smol_tokenizer, tmp_p
     assert (batched - plain).abs().max() > 0.1  # and it does act
 
 
-def test_stored_base_pass_equals_the_answer_pass(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
-    """Training on stored keys/values computes what the ranker computes, gradients included."""
+@pytest.mark.parametrize("template", ["letters-v5", "letters-v6"])
+def test_stored_base_pass_equals_the_answer_pass(toy_split, toy_catalog, smol_tokenizer, tmp_path, template):  # noqa: F811
+    """Training on stored keys/values computes what the ranker computes, gradients included; with the shared
+    template (v6) the two queries' prompts share everything before the question and read it once."""
     for first in (0, 1):
         cfg = tiny_config(tmp_path, task="both", lora_dropout=0.0, adapter_scope="answer",
-                          lora_layers=(first, 2), frozen_dtype="float32")
+                          lora_layers=(first, 2), frozen_dtype="float32", template=template)
         examples, model, letter_ids, params = trainable(toy_split, toy_catalog, smol_tokenizer, cfg, 2)
         for ex in examples:
             stored = frozen.precompute_answer_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, first,
-                                                  torch.float32)
+                                                  torch.float32, template)
+            pos, neg = frozen.example_prompts(toy_catalog, ex, cfg.show_year, template)
+            assert pos.prefix == neg.prefix and ("Movies:" in pos.prefix) == (template == "letters-v6")
             assert_same_logits_and_grads(model, params,
                                          finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids),
                                          frozen.answer_query_logits(model, stored, first, letter_ids, n_tasks=2))

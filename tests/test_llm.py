@@ -204,25 +204,38 @@ def test_adapter_from_another_template_is_refused(tiny_model, smol_tokenizer, to
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
 
 
-def set_scope(lora_dirs, scopes) -> None:
-    for folder, scope in zip(lora_dirs.values(), scopes, strict=True):
-        meta = {"template_version": prompts.TEMPLATE_VERSION, "adapter_scope": scope}
+def set_scope(lora_dirs, scopes, templates=(prompts.TEMPLATE_VERSION,) * 2) -> None:
+    for folder, scope, template in zip(lora_dirs.values(), scopes, templates, strict=True):
+        meta = {"template_version": template, "adapter_scope": scope}
         (folder / llm.METADATA_FILE).write_text(json.dumps(meta))
 
 
-def test_answer_scoped_adapters_are_applied_at_the_answer_only(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
-    """Adapters saved with scope "answer" score with llm.answer_hidden, each adapter on its own prompt."""
-    base = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, None, toy_catalog)  # before peft wraps it
+@pytest.mark.parametrize("template", prompts.TEMPLATES)
+def test_answer_scoped_adapters_are_applied_at_the_answer_only(tiny_model, smol_tokenizer, toy_catalog, lora_dirs,
+                                                               template, monkeypatch):
+    """Adapters saved with scope "answer" score with llm.answer_hidden, each adapter on its own prompt (the
+    template their metadata names); the shared template's common prefix goes through the model once."""
+    base = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, None, toy_catalog,  # before peft wraps it
+                            llm.RankerConfig(template=template))
     everywhere = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
-    set_scope(lora_dirs, ["answer", "answer"])
+    set_scope(lora_dirs, ["answer", "answer"], [template] * 2)
     ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
-    assert ranker.scope == "answer" and everywhere.scope == "all"
+    assert ranker.scope == "answer" and everywhere.scope == "all" and ranker.template == template
+    read = []  # tokens each decoder call reads
+    forward = llm.decoder_forward
+    monkeypatch.setattr(llm, "decoder_forward", lambda *a, **kw: read.append(kw["input_ids"].shape[1]) or forward(*a, **kw))
     pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
     order = ranker.prompt_order(CANDIDATES)
     shown = ranker.texts([CANDIDATES[i] for i in order], candidates=True)
-    for task, history, mixed in (("pos", LIKES, pos), ("neg", DISLIKES, neg)):
+    built = {task: prompts.build(task, ranker.texts(history), shown, ranker.texts(other), template)
+             for task, history, other in (("pos", LIKES, DISLIKES), ("neg", DISLIKES, LIKES))}
+    whole = sum(len(llm.prompt_ids(smol_tokenizer, p)) for p in built.values())
+    shared = len(llm.encode(smol_tokenizer, built["pos"].prefix))
+    assert sum(read) == whole - shared  # the common prefix is read once: 3 tokens (v5) or all but the question (v6)
+    assert (shared > whole / 3) == (template == "letters-v6")
+    for task, mixed in (("pos", pos), ("neg", neg)):
         ranker.model.set_adapter(task)
-        ids = llm.prompt_ids(smol_tokenizer, prompts.build(task, ranker.texts(history), shown))
+        ids = llm.prompt_ids(smol_tokenizer, built[task])
         with torch.no_grad():
             hidden = llm.answer_hidden(ranker.model, [ids], ranker.pad_id)
         alone = llm.letter_logits(ranker.model, hidden, ranker.letter_ids[: len(CANDIDATES)])[0].numpy()
@@ -236,6 +249,17 @@ def test_adapters_of_different_scopes_are_refused(tiny_model, smol_tokenizer, to
     set_scope(lora_dirs, ["answer", "all"])
     with pytest.raises(ValueError, match="scopes"):
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+
+
+def test_adapters_of_different_templates_are_refused(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    set_scope(lora_dirs, ["answer", "answer"], prompts.TEMPLATES)
+    with pytest.raises(ValueError, match="templates"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v6"] * 2)
+    with pytest.raises(ValueError, match="templates"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(template="letters-v5"))
+    with pytest.raises(ValueError, match="unknown prompt template"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog, llm.RankerConfig(template="letters-v9"))
 
 
 def test_generate_ranking_generates_text_for_both_tasks(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):

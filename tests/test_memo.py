@@ -34,6 +34,35 @@ def test_only_the_missing_side_reaches_the_ranker(toy_catalog):
     assert cached.calls == 2 and cached.hits == 1
 
 
+class Joint(Recording):
+    """Each side reads both histories (a letters-v6 ranker): pos = genre overlap with the likes minus half
+    the overlap with the dislikes, neg the other way round."""
+
+    sides_independent = False
+
+    def score(self, likes, dislikes, candidates):
+        self.asked.append((tuple(likes), tuple(dislikes)))
+        p, n = (self._overlap(h, candidates) for h in (likes, dislikes))
+        return (p - n / 2 if likes else None), (n - p / 2 if dislikes else None)
+
+
+def test_sides_that_read_both_histories_are_keyed_and_asked_by_both(toy_catalog):
+    inner = Joint(toy_catalog)
+    cached = CachedRanker(inner)
+    assert not cached.sides_independent and CachedRanker(Recording(toy_catalog)).sides_independent
+    cached.score([6], [1], [3, 9, 12])
+    pos, neg = cached.score([6], [2], [12, 3, 9])  # same likes, other dislikes: the pos side changes too
+    assert inner.asked == [((6,), (1,)), ((6,), (2,))]  # never a side alone
+    want = inner.score([6], [2], [12, 3, 9])
+    np.testing.assert_allclose(pos, want[0])
+    np.testing.assert_allclose(neg, want[1])
+    cached.score([6], [2], [9, 12, 3])
+    assert cached.calls == 2 and cached.hits == 2
+    inner.asked.clear()
+    cached.prefetch([([6], [1], [3, 9]), ([6], [1], [9, 3]), ([7], [], [3, 9])])
+    assert inner.asked == [((6,), (1,)), ((7,), ())]
+
+
 def test_a_side_returned_as_none_is_not_cached(toy_catalog):
     class Stale(FakeRanker):
         skip = True

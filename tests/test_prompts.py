@@ -107,3 +107,20 @@ def test_real_prompt_stays_under_550_tokens(smol_tokenizer, toy_catalog):  # noq
     n_prefix = len(smol_tokenizer(prompt.prefix, add_special_tokens=False)["input_ids"])
     n_suffix = len(smol_tokenizer(prompt.suffix, add_special_tokens=False)["input_ids"])
     assert n_prefix + n_suffix < 550  # 10 likes + 20 rated candidates with two genre tags each
+
+
+def test_shared_template_differs_only_in_the_question():
+    """letters-v6: likes, dislikes and candidates in one block both tasks share; only the question differs."""
+    pos = prompts.build("pos", ["Alien", "Heat"], ["Toy Story", "Up"], ["Scream"], "letters-v6")
+    neg = prompts.build("neg", ["Scream"], ["Toy Story", "Up"], ["Alien", "Heat"], "letters-v6")
+    assert pos.prefix == neg.prefix == (
+        "<|im_start|>user\nI liked:\nAlien\nHeat\nI disliked:\nScream\nMovies:\nToy Story (A)\nUp (B)\n")
+    assert pos.suffix == "Which movie above will I like most? Answer with its letter.<|im_end|>\n<|im_start|>assistant\n("
+    assert neg.suffix == pos.suffix.replace("like most", "dislike most")
+    alone = prompts.build("neg", ["Scream"], ["Up"], (), "letters-v6")  # no likes: no "I liked:" block
+    assert alone.prefix == "<|im_start|>user\nI disliked:\nScream\nMovies:\nUp (A)\n"
+    # the paper's template ignores the other side
+    assert prompts.build("pos", ["Alien"], ["Up"], ["Scream"]).text == prompts.build("pos", ["Alien"], ["Up"]).text
+    assert "N/A" in prompts.content_free("pos", 2, template="letters-v6").prefix.split("I disliked:")[1]
+    with pytest.raises(ValueError, match="unknown prompt template"):
+        prompts.build("pos", ["Alien"], ["Up"], template="letters-v1")

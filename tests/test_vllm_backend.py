@@ -7,6 +7,7 @@ one movie per adapter, found by its title in the lettered list of the prompt. No
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -129,9 +130,10 @@ def test_one_string_tokenises_like_prefix_plus_suffix(toy_catalog):
     tokenizers = pytest.importorskip("tokenizers")
     tok = tokenizers.Tokenizer.from_file(str(TOKENIZER))
     titles = [prompts.movie_text(m) for m in toy_catalog]
-    for task in ("pos", "neg"):
+    for task, template in itertools.product(("pos", "neg"), prompts.TEMPLATES):
         for start in range(0, 20, 5):
-            p = prompts.build(task, titles[start : start + 3], titles[start + 3 : start + 13])
+            p = prompts.build(task, titles[start : start + 3], titles[start + 3 : start + 13], titles[start + 13 : start + 15],
+                              template)
             apart = tok.encode(p.prefix, add_special_tokens=False).ids + tok.encode(p.suffix, add_special_tokens=False).ids
             assert tok.encode(p.text, add_special_tokens=False).ids == apart
 

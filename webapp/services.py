@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dialogue.profile import is_genre
 from dialogue.titles import TitleResolver
 from recsys.catalog import Catalog
-from recsys.memo import CachedRanker
+from recsys.memo import CachedRanker, sides_independent
 from recsys.pipeline import PipelineConfig, Recommender
 from recsys.protocols import PreferenceRanker, Retriever, TextEncoder
 from recsys.text import TextRetriever
@@ -75,6 +75,10 @@ class SerialRanker:
     def __init__(self, ranker: PreferenceRanker):
         self.ranker = ranker
         self._lock = threading.Lock()
+
+    @property
+    def sides_independent(self) -> bool:
+        return sides_independent(self.ranker)
 
     def score(
         self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]

@@ -150,6 +150,8 @@ class EmbeddingNegRanker:
     ``index`` maps raw id -> row. Unknown movies score 0; pos is always None.
     """
 
+    sides_independent = True  # neg reads the dislikes only (recsys.memo)
+
     def __init__(self, vectors: np.ndarray, index: Mapping[int, int]):
         self.vectors, self.index = vectors, index
 
