@@ -101,6 +101,24 @@ def test_left_padded_batch_matches_each_prompt_alone(tiny_model, smol_tokenizer)
             torch.testing.assert_close(batched[row : row + 1], alone, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("lengths", [(5, 5, 5), (4, 6, 1)], ids=["one-batch", "row-by-row"])
+def test_a_shared_prefix_read_once_gives_each_whole_sequence_s_answer(tiny_model, smol_tokenizer, lora_dirs, lengths):
+    """shared_answer_hidden(prefix, suffixes, adapters) == answer_hidden of each prefix + suffix under its adapter."""
+    set_scope(lora_dirs, ["answer", "answer"])
+    model = llm.attach_adapters(tiny_model, lora_dirs)
+    prefix = llm.encode(smol_tokenizer, "<|im_start|>user\nI liked:\nAlien\nMovies:\nUp (A)\nHeat (B)\n")
+    suffixes = [list(range(100 + n, 100 + 2 * n)) for n in lengths]
+    names = ["pos", "neg", llm.BASE]
+    with torch.no_grad():
+        shared = llm.shared_answer_hidden(model, prefix, suffixes, names)
+        for row, (suffix, name) in enumerate(zip(suffixes, names, strict=True)):
+            whole = llm.answer_hidden(model, [prefix + suffix], 0, [name])
+            torch.testing.assert_close(shared[row : row + 1], whole, atol=1e-5, rtol=1e-4)
+        assert (shared[0] - shared[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError):
+        llm.shared_answer_hidden(model, prefix, [[]])
+
+
 def test_letter_logits_are_fp32_from_the_head_rows(tiny_model):
     model = tiny_model.to(torch.bfloat16)
     hidden = torch.randn(2, 16).to(torch.bfloat16)
@@ -223,7 +241,7 @@ def test_answer_scoped_adapters_are_applied_at_the_answer_only(tiny_model, smol_
     assert ranker.scope == "answer" and everywhere.scope == "all" and ranker.template == template
     read = []  # tokens each decoder call reads
     forward = llm.decoder_forward
-    monkeypatch.setattr(llm, "decoder_forward", lambda *a, **kw: read.append(kw["input_ids"].shape[1]) or forward(*a, **kw))
+    monkeypatch.setattr(llm, "decoder_forward", lambda *a, **kw: read.append(kw["input_ids"].numel()) or forward(*a, **kw))
     pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
     order = ranker.prompt_order(CANDIDATES)
     shown = ranker.texts([CANDIDATES[i] for i in order], candidates=True)

@@ -49,7 +49,7 @@ def ranker() -> llm.LetterRanker:
 def test_shipped_adapters_metadata(ranker):
     for name in ("pos", "neg"):
         meta = ranker.metadata[name]
-        assert meta["template_version"] == llm.prompts.TEMPLATE_VERSION
+        assert meta["template_version"] in llm.prompts.TEMPLATES
         # learned something that carries over to new people: on validation users outside the training data, the
         # adapter's order agrees with their own later ratings, the 95% interval clear of 0 (the fusion uses ranks
         # only; the soft cross-entropy also charges the logits' scale, docs/BENCHMARKS.md §2, session 6)
