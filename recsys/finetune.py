@@ -101,6 +101,7 @@ class FinetuneConfig:
     person_weight: float = 1.0
     printed_weight: float = 0.0
     genre_weight: float = 0.0
+    other_genre_weight: float = 0.0  # the same genre term for the OTHER query's movies, with the opposite sign (letters-v6)
     # optimisation
     epochs: float = 1.0
     batch_size: int = 8  # examples per optimiser step (gradient accumulation, one prompt per forward)
@@ -302,7 +303,7 @@ def genre_match(catalog: Catalog, history: Sequence[int], candidate: int) -> flo
 
 
 def mixed_labels(examples: Sequence[Example], catalog: Catalog, person: float = 1.0, printed: float = 0.0,
-                 genre: float = 0.0) -> list[Example]:
+                 genre: float = 0.0, other_genre: float = 0.0) -> list[Example]:
     """Graded examples relabelled, per candidate, with ``person`` * the person's rating + ``printed`` * the
     mean rating the prompt prints beside it (one decimal; 3.5 when it has none) +- ``genre`` * its
     ``genre_match`` with the query's listed movies (added for "pos": like what you liked; subtracted
@@ -311,14 +312,21 @@ def mixed_labels(examples: Sequence[Example], catalog: Catalog, person: float = 
     Auxiliary targets for a model that cannot yet read the person's noisy ratings alone (BENCHMARKS §2,
     session 6): the printed mean is the strongest single predictor of them; the genre term is the
     product's promise ("you avoid horror") that rated data barely shows.
+
+    ``other_genre`` adds the genre match with the OTHER query's movies, the other way round (subtracted for
+    "pos": unlike what you disliked; added for "neg": what resembles your likes is not what you will dislike):
+    for the shared template (letters-v6), whose prompts show both lists to both adapters.
     """
     out = []
     for ex in examples:
         shown = [round(catalog[c].rating, 1) if catalog[c].rating is not None else 3.5 for c in ex.candidates]
+        histories = {q.task: q.history for q in ex.queries}
         queries = []
         for q in ex.queries:
             sign = 1.0 if q.task == "pos" else -1.0
+            other = histories.get("neg" if q.task == "pos" else "pos", ())
             label = tuple(person * r + printed * m + sign * genre * genre_match(catalog, q.history, c)
+                          - sign * other_genre * (genre_match(catalog, other, c) if other else 0.0)
                           for r, m, c in zip(q.ratings or [0.0] * len(shown), shown, ex.candidates, strict=True))
             target = int(np.argmax(label) if q.task == "pos" else np.argmin(label))
             queries.append(replace(q, ratings=label, target=target))
@@ -737,7 +745,8 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
     if cfg.labels == "rated":  # the defaults (1, 0, 0) keep the person's own ratings
-        train = mixed_labels(train, catalog, cfg.person_weight, cfg.printed_weight, cfg.genre_weight)
+        train = mixed_labels(train, catalog, cfg.person_weight, cfg.printed_weight, cfg.genre_weight,
+                             cfg.other_genre_weight)
     log.info("%s: %d examples from %d users, %d validation examples from %d users",
              cfg.task, len(train), len(train_users), len(val), len(val_users))
     reference = reference_spearman(val, catalog, cfg.tasks)
@@ -788,7 +797,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
                    help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
     for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout",
-                 "person_weight", "printed_weight", "genre_weight"):
+                 "person_weight", "printed_weight", "genre_weight", "other_genre_weight"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
                  "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard", "rated_window"):

@@ -266,3 +266,9 @@ def test_mixed_labels_blend_the_persons_rating_the_printed_mean_and_the_genre_ma
     assert neg.ratings == pytest.approx((2.5 - 1, 3.5 - 2, 3.0 - 1, 2.25 - 1))  # like what you disliked: down
     assert pos.target == 1 and neg.target == 3
     assert pos.history == (5, 6) and mix.candidates == ex.candidates
+    # the other query's movies the other way round (letters-v6 shows both lists): pos = unlike the dislikes (5, 3),
+    # neg = unlike the likes (5, 6)
+    cross = finetune.mixed_labels([ex], catalog, person=0.0, other_genre=2.0)[0]
+    assert cross.queries[0].ratings == pytest.approx((-1.0, -2.0, -1.0, -1.0))
+    assert cross.queries[1].ratings == pytest.approx((2.0, 2.0, 0.0, 0.0))
+    assert cross.queries[0].target == 0 and cross.queries[1].target == 2
