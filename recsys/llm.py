@@ -250,6 +250,48 @@ def decoder_forward(model: Any, adapter_names: Sequence[str] | None = None, **in
         return decoder(**inputs)
 
 
+@contextmanager
+def answer_only_lora(model: Any, adapter_names: Sequence[str] | None) -> Iterator[None]:
+    """Inside: every LoRA layer of ``model`` adds its row's adapter at the LAST position only (the base
+    model everywhere else), so one pass over a whole prompt computes an answer-scoped adapter's answer.
+
+    Exact: attention is causal, so no earlier position ever reads the last one, and each earlier position
+    stays the base model's, as ``answer_hidden`` defines it. ``adapter_names``: one per row (``BASE`` for
+    none); None = the active adapter for every row. Saves a second pass of one token through every layer,
+    which on a CPU costs a read of all the weights (~45 ms for SmolLM2-135M, docs/BENCHMARKS.md §2).
+    """
+    if not is_peft(model):
+        yield
+        return
+    from peft.tuners.lora import LoraLayer
+
+    def add_last(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        names = adapter_names if adapter_names is not None else [model.active_adapter] * output.shape[0]
+        last = args[0][:, -1:]
+        delta = torch.zeros_like(output[:, -1:])
+        for name in set(names) & set(module.lora_A.keys()):
+            rows = [r for r, n in enumerate(names) if n == name]
+            a, b = module.lora_A[name], module.lora_B[name]
+            x = module.lora_dropout[name](last[rows].to(a.weight.dtype))
+            delta[rows] = (b(a(x)) * module.scaling[name]).to(output.dtype)
+        return torch.cat([output[:, :-1], output[:, -1:] + delta], 1)
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "lora_A")]
+    # each layer's own LoRA term off, as in peft's disable_adapter() but without its side effect of
+    # freezing the adapters (a training step through this path needs their gradients)
+    saved = [m._disable_adapters for m in layers]
+    hooks = [m.register_forward_hook(add_last) for m in layers]
+    try:
+        for m in layers:
+            m._disable_adapters = True
+        yield
+    finally:
+        for m, flag in zip(layers, saved, strict=True):
+            m._disable_adapters = flag
+        for h in hooks:
+            h.remove()
+
+
 def left_pad(
     sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -293,18 +335,16 @@ def answer_hidden(
 ) -> torch.Tensor:
     """Like ``full_hidden``, for adapters that act at the answer position only (scope "answer").
 
-    The base model (adapters off) runs every token but the last and keeps its keys and values; then
-    the last token runs alone under each row's adapter (None: the active one), attending to them.
+    The base model reads every token but the last, and the last token runs under each row's adapter (None:
+    the active one), attending to them: one left-padded pass with ``answer_only_lora``, so every row's answer
+    position is the last one.
     """
     if min(len(s) for s in sequences) < 2:
         raise ValueError("an answer-scoped pass needs at least 2 tokens per sequence")
     device = model.get_output_embeddings().weight.device
     ids, mask, positions = left_pad(sequences, pad_id, device)
-    with adapters_off(model):
-        past = decoder_forward(model, None, input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-                               position_ids=positions[:, :-1], use_cache=True).past_key_values
-    out = decoder_forward(model, adapter_names, input_ids=ids[:, -1:], attention_mask=mask,
-                          position_ids=positions[:, -1:], past_key_values=past, use_cache=True)
+    with answer_only_lora(model, adapter_names):
+        out = decoder_forward(model, None, input_ids=ids, attention_mask=mask, position_ids=positions)
     return out.last_hidden_state[:, -1]
 
 
@@ -313,9 +353,9 @@ def shared_answer_hidden(
 ) -> torch.Tensor:
     """``answer_hidden`` of the sequences ``prefix + suffix`` for each of ``suffixes``, reading ``prefix`` ONCE.
 
-    The base model runs ``prefix`` and keeps its keys and values; then the suffixes but their last
-    token (adapters off) and the last tokens under each row's adapter (None: the active one): as one batch
-    when the suffixes have the same length, else row by row, each on a copy of that cache. Equal to ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py);
+    The base model runs ``prefix`` and keeps its keys and values; then each suffix in one pass, its last
+    token under the row's adapter (None: the active one; ``answer_only_lora``): all rows as one batch when
+    the suffixes have the same length, else row by row, each on a copy of that cache. Equal to ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py);
     with a letters-v6 prompt (prompts.py) the prefix is everything before the question, so both adapters
     cost one pass over the prompt plus ~20 tokens each.
     """
@@ -327,30 +367,22 @@ def shared_answer_hidden(
         past = decoder_forward(model, None, input_ids=torch.tensor([list(prefix)], device=device),
                                use_cache=True).past_key_values
     if len(suffixes) > 1 and len({len(s) for s in suffixes}) == 1:  # one batch: no padding needed
-        # two small passes instead of two per row: on a CPU a 20-token pass costs about what its weights take
-        # to read, whatever the batch (letters-v6's two questions have the same length in SmolLM2's vocabulary)
+        # on a CPU a 20-token pass costs about what its weights take to read, whatever the batch
+        # (letters-v6's two questions have the same length in SmolLM2's vocabulary)
         past.batch_repeat_interleave(len(suffixes))
         ids = torch.tensor([list(s) for s in suffixes], device=device)
         positions = torch.arange(start, start + ids.shape[1], device=device)[None].expand(len(suffixes), -1)
-        if ids.shape[1] > 1:
-            with adapters_off(model):
-                decoder_forward(model, None, input_ids=ids[:, :-1], position_ids=positions[:, :-1],
-                                past_key_values=past, use_cache=True)
-        out = decoder_forward(model, None if adapter_names is None else list(adapter_names), input_ids=ids[:, -1:],
-                              position_ids=positions[:, -1:], past_key_values=past, use_cache=True)
+        with answer_only_lora(model, adapter_names):
+            out = decoder_forward(model, None, input_ids=ids, position_ids=positions, past_key_values=past, use_cache=True)
         return out.last_hidden_state[:, -1]
     rows = []
     for row, suffix in enumerate(suffixes):
         cache = copy.deepcopy(past) if row < len(suffixes) - 1 else past  # the last row may extend the original
         ids = torch.tensor([list(suffix)], device=device)
         positions = torch.arange(start, start + len(suffix), device=device)[None]
-        if len(suffix) > 1:
-            with adapters_off(model):
-                decoder_forward(model, None, input_ids=ids[:, :-1], position_ids=positions[:, :-1],
-                                past_key_values=cache, use_cache=True)
-        names = None if adapter_names is None else [adapter_names[row]]
-        out = decoder_forward(model, names, input_ids=ids[:, -1:], position_ids=positions[:, -1:],
-                              past_key_values=cache, use_cache=True)
+        with answer_only_lora(model, None if adapter_names is None else [adapter_names[row]]):
+            out = decoder_forward(model, None, input_ids=ids, position_ids=positions, past_key_values=cache,
+                                  use_cache=True)
         rows.append(out.last_hidden_state[:, -1])
     return torch.cat(rows)
 

@@ -115,6 +115,10 @@ def test_a_shared_prefix_read_once_gives_each_whole_sequence_s_answer(tiny_model
             whole = llm.answer_hidden(model, [prefix + suffix], 0, [name])
             torch.testing.assert_close(shared[row : row + 1], whole, atol=1e-5, rtol=1e-4)
         assert (shared[0] - shared[1]).abs().max() > 1e-3
+        # the LoRA layers are back as they were: acting on every token again, outside the pass
+        everywhere = llm.full_hidden(model, [prefix + suffixes[0]], 0, ["pos"])
+        base = llm.full_hidden(model, [prefix + suffixes[0]], 0, [llm.BASE])
+        assert (everywhere - base).abs().max() > 1e-3 and (everywhere - shared[:1]).abs().max() > 1e-3
     with pytest.raises(ValueError):
         llm.shared_answer_hidden(model, prefix, [[]])
 
