@@ -26,7 +26,6 @@ Not for: building training data or the training loop (finetune.py), fusing ranks
 
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 import json
@@ -251,36 +250,40 @@ def decoder_forward(model: Any, adapter_names: Sequence[str] | None = None, **in
 
 
 @contextmanager
-def answer_only_lora(model: Any, adapter_names: Sequence[str] | None) -> Iterator[None]:
-    """Inside: every LoRA layer of ``model`` adds its row's adapter at the LAST position only (the base
-    model everywhere else), so one pass over a whole prompt computes an answer-scoped adapter's answer.
+def answer_only_lora(
+    model: Any, adapter_names: Sequence[str] | None, at: Sequence[tuple[int, int]] | None = None
+) -> Iterator[None]:
+    """Inside: every LoRA layer of ``model`` adds an adapter at the answer positions only (the base model
+    everywhere else), so one pass over a whole prompt computes an answer-scoped adapter's answer.
 
-    Exact: attention is causal, so no earlier position ever reads the last one, and each earlier position
-    stays the base model's, as ``answer_hidden`` defines it. ``adapter_names``: one per row (``BASE`` for
-    none); None = the active adapter for every row. Saves a second pass of one token through every layer,
-    which on a CPU costs a read of all the weights (~45 ms for SmolLM2-135M, docs/BENCHMARKS.md §2).
+    ``adapter_names[j]`` (``BASE`` for none) acts at ``at[j]`` = (row, position); by default row ``j``'s last
+    position, and None = the active adapter for every row. Exact when nothing attends to an answer position
+    (causal attention, the answer last; or a mask, as ``shared_answer_hidden`` packs several answers into one
+    row): every other position stays the base model's, as ``answer_hidden`` defines it. One pass instead of
+    a second one for the answer token, which on a CPU costs a read of all the weights.
     """
     if not is_peft(model):
         yield
         return
     from peft.tuners.lora import LoraLayer
 
-    def add_last(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+    def add_at_answers(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         names = adapter_names if adapter_names is not None else [model.active_adapter] * output.shape[0]
-        last = args[0][:, -1:]
-        delta = torch.zeros_like(output[:, -1:])
+        where = at if at is not None else [(r, output.shape[1] - 1) for r in range(len(names))]
         for name in set(names) & set(module.lora_A.keys()):
-            rows = [r for r, n in enumerate(names) if n == name]
+            rows, cols = zip(*(w for w, n in zip(where, names, strict=True) if n == name), strict=True)
+            r, c = torch.tensor(rows, device=output.device), torch.tensor(cols, device=output.device)
             a, b = module.lora_A[name], module.lora_B[name]
-            x = module.lora_dropout[name](last[rows].to(a.weight.dtype))
-            delta[rows] = (b(a(x)) * module.scaling[name]).to(output.dtype)
-        return torch.cat([output[:, :-1], output[:, -1:] + delta], 1)
+            x = module.lora_dropout[name](args[0][r, c].to(a.weight.dtype))
+            # in place, at the answer positions only (a Linear's backward never reads its output)
+            output[r, c] += (b(a(x)) * module.scaling[name]).to(output.dtype)
+        return output
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "lora_A")]
     # each layer's own LoRA term off, as in peft's disable_adapter() but without its side effect of
     # freezing the adapters (a training step through this path needs their gradients)
     saved = [m._disable_adapters for m in layers]
-    hooks = [m.register_forward_hook(add_last) for m in layers]
+    hooks = [m.register_forward_hook(add_at_answers) for m in layers]
     try:
         for m in layers:
             m._disable_adapters = True
@@ -353,38 +356,41 @@ def shared_answer_hidden(
 ) -> torch.Tensor:
     """``answer_hidden`` of the sequences ``prefix + suffix`` for each of ``suffixes``, reading ``prefix`` ONCE.
 
-    The base model runs ``prefix`` and keeps its keys and values; then each suffix in one pass, its last
-    token under the row's adapter (None: the active one; ``answer_only_lora``): all rows as one batch when
-    the suffixes have the same length, else row by row, each on a copy of that cache. Equal to ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py);
-    with a letters-v6 prompt (prompts.py) the prefix is everything before the question, so both adapters
-    cost one pass over the prompt plus ~20 tokens each.
+    When the prefix is at least as long as the suffixes together, one pass over ONE packed row,
+    ``prefix + suffix_1 + suffix_2 + ...``: each suffix attends to the prefix
+    and to itself (a 4D mask; it never sees another suffix), its positions continue from the prefix's, and
+    its last token runs under its row's adapter (None: the active one; ``answer_only_lora``). Equal to
+    ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py). With a letters-v6
+    prompt (prompts.py) the prefix is everything before the question, so both adapters cost one pass over
+    the prompt plus the two ~20-token questions, in the same pass (a separate pass for them cost ~90 ms of
+    weight reading on a 2-core CPU, docs/BENCHMARKS.md §2). Otherwise one ``answer_hidden`` pass per row.
     """
     if not prefix or min(len(s) for s in suffixes) < 1:
         raise ValueError("a shared answer pass needs a prefix and at least 1 suffix token per row")
     device = model.get_output_embeddings().weight.device
-    start = len(prefix)
-    with adapters_off(model):
-        past = decoder_forward(model, None, input_ids=torch.tensor([list(prefix)], device=device),
-                               use_cache=True).past_key_values
-    if len(suffixes) > 1 and len({len(s) for s in suffixes}) == 1:  # one batch: no padding needed
-        # on a CPU a 20-token pass costs about what its weights take to read, whatever the batch
-        # (letters-v6's two questions have the same length in SmolLM2's vocabulary)
-        past.batch_repeat_interleave(len(suffixes))
-        ids = torch.tensor([list(s) for s in suffixes], device=device)
-        positions = torch.arange(start, start + ids.shape[1], device=device)[None].expand(len(suffixes), -1)
-        with answer_only_lora(model, adapter_names):
-            out = decoder_forward(model, None, input_ids=ids, position_ids=positions, past_key_values=past, use_cache=True)
-        return out.last_hidden_state[:, -1]
-    rows = []
-    for row, suffix in enumerate(suffixes):
-        cache = copy.deepcopy(past) if row < len(suffixes) - 1 else past  # the last row may extend the original
-        ids = torch.tensor([list(suffix)], device=device)
-        positions = torch.arange(start, start + len(suffix), device=device)[None]
-        with answer_only_lora(model, None if adapter_names is None else [adapter_names[row]]):
-            out = decoder_forward(model, None, input_ids=ids, position_ids=positions, past_key_values=cache,
-                                  use_cache=True)
-        rows.append(out.last_hidden_state[:, -1])
-    return torch.cat(rows)
+    n_prefix, lengths = len(prefix), [len(s) for s in suffixes]
+    if n_prefix < sum(lengths):  # little to share (letters-v5: 3 tokens): one plain causal pass per row is cheaper
+        # than attention over the packed row under a mask (float32: 1296 vs 1209 ms for the v5 pair, §2)
+        return torch.cat([answer_hidden(model, [[*prefix, *s]], 0, None if adapter_names is None else [name])
+                          for s, name in zip(suffixes, adapter_names or [None] * len(suffixes), strict=True)])
+    total = n_prefix + sum(lengths)
+    ids = torch.tensor([[*prefix, *(t for s in suffixes for t in s)]], device=device)
+    positions = torch.cat([torch.arange(n_prefix), *(torch.arange(n_prefix, n_prefix + n) for n in lengths)])
+    mask = torch.zeros((1, 1, total, total), dtype=torch.bool)
+    mask[0, 0, :n_prefix, :n_prefix] = torch.ones(n_prefix, n_prefix, dtype=torch.bool).tril()
+    ends, start = [], n_prefix
+    for n in lengths:
+        mask[0, 0, start : start + n, :n_prefix] = True
+        mask[0, 0, start : start + n, start : start + n] = torch.ones(n, n, dtype=torch.bool).tril()
+        start += n
+        ends.append(start - 1)
+    names = list(adapter_names) if adapter_names is not None else None
+    if names is None and is_peft(model):
+        names = [model.active_adapter] * len(suffixes)
+    with answer_only_lora(model, names, at=[(0, e) for e in ends] if names is not None else None):
+        out = decoder_forward(model, None, input_ids=ids, attention_mask=mask.to(device),
+                              position_ids=positions[None].to(device))
+    return out.last_hidden_state[0, ends]
 
 
 def scoped_hidden(

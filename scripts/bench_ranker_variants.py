@@ -42,13 +42,14 @@ from recsys.data import mean_ratings, prepare  # noqa: E402
 
 
 def tokens_read(ranker: llm.LetterRanker, likes, dislikes, candidates) -> tuple[int, int]:
-    """(tokens the pass reads, tokens of the two whole prompts): a prefix both prompts share is read once."""
+    """(tokens the pass reads, tokens of the two whole prompts): a prefix both prompts share is read once when
+    it is at least as long as the rest (``llm.shared_answer_hidden`` packs them into one row then)."""
     shown = ranker.texts(candidates, candidates=True)
     built = [prompts.build(t, ranker.texts(h), shown, ranker.texts(o), ranker.template)
              for t, h, o in (("pos", likes, dislikes), ("neg", dislikes, likes))]
     whole = sum(len(llm.prompt_ids(ranker.tokenizer, b)) for b in built)
     shared = len(llm.encode(ranker.tokenizer, built[0].prefix)) if built[0].prefix == built[1].prefix else 0
-    return whole - shared, whole
+    return (whole - shared if 2 * shared >= whole else whole), whole
 
 
 def main(args: argparse.Namespace) -> None:
