@@ -49,7 +49,7 @@ def tokens_read(ranker: llm.LetterRanker, likes, dislikes, candidates) -> tuple[
              for t, h, o in (("pos", likes, dislikes), ("neg", dislikes, likes))]
     whole = sum(len(llm.prompt_ids(ranker.tokenizer, b)) for b in built)
     shared = len(llm.encode(ranker.tokenizer, built[0].prefix)) if built[0].prefix == built[1].prefix else 0
-    return (whole - shared if 2 * shared >= whole else whole), whole
+    return (whole - shared if 3 * shared >= whole else whole), whole  # prefix >= both suffixes: whole - 2 * shared
 
 
 def main(args: argparse.Namespace) -> None:
