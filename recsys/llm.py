@@ -631,8 +631,9 @@ def load_ranker(
     catalog: Catalog,
     config: RankerConfig | None = None,
     device: str = "auto",
+    dtype: torch.dtype | None = None,
 ) -> LetterRanker:
-    """The app's ranker: the base model plus ``adapters_dir/pos`` and ``adapters_dir/neg``.
+    """The app's ranker: the base model plus ``adapters_dir/pos`` and ``adapters_dir/neg`` (``dtype`` None: ``default_dtype``).
 
     Raises FileNotFoundError when an adapter is missing (the app then falls back to retriever-only).
     """
@@ -640,5 +641,5 @@ def load_ranker(
     for name, folder in adapters.items():
         if not (folder / "adapter_config.json").exists():
             raise FileNotFoundError(f"LoRA adapter {name!r} not found in {folder}")
-    model, tokenizer = load_base(spec, cache_dir, device)
+    model, tokenizer = load_base(spec, cache_dir, device, dtype)
     return LetterRanker(model, tokenizer, adapters, catalog, config)

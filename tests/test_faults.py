@@ -126,6 +126,26 @@ def settings(db_url, tmp_path) -> Settings:
     return Settings(DATABASE_URL=db_url, cache_dir=tmp_path / "cache", k=10, n_candidates=20)
 
 
+@pytest.mark.parametrize(("cpu_dtype", "device", "want"), [("auto", "cpu", None), ("float32", "cpu", "float32"),
+                                                           ("bfloat16", "cpu", "bfloat16"), ("float32", "cuda", None)])
+def test_the_cpu_dtype_setting_reaches_the_model(settings, toy_catalog, monkeypatch, cpu_dtype, device, want):
+    import torch
+
+    import recsys.llm
+
+    seen = {}
+
+    def fake_load(*args, **kwargs):
+        seen.update(kwargs)
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(recsys.llm, "load_ranker", fake_load)
+    monkeypatch.setattr(recsys.llm, "resolve_device", lambda d: device)
+    chosen = settings.model_copy(update={"use_llm": True, "cpu_dtype": cpu_dtype, "device": device})
+    assert app.load_ranker(chosen, toy_catalog)[0] is None
+    assert seen["dtype"] == (getattr(torch, want) if want else None)  # on a GPU the setting does not apply
+
+
 def test_ranker_that_fails_to_load_leaves_retriever_only(settings, toy_catalog, tmp_path):
     broken = settings.model_copy(update={"use_llm": True, "adapters_dir": tmp_path / "no-adapters"})
     ranker, versions, status = app.load_ranker(broken, toy_catalog)
