@@ -97,6 +97,11 @@ class VLLMRanker:
         self.client = client or httpx.Client(base_url=self.config.base_url, timeout=self.config.timeout_s,
                                              headers=headers)
 
+    @property
+    def sides_independent(self) -> bool:
+        """True for the paper's two prompts; a shared template shows both histories to both sides (recsys.memo)."""
+        return self.config.template not in prompts.SHARED_TEMPLATES
+
     def texts(self, item_ids: Sequence[int], candidates: bool = False) -> list[str]:
         return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates)
 

@@ -98,6 +98,7 @@ def test_requests_have_the_vllm_shape_and_the_shared_prompts(server, toy_catalog
 
 def test_a_side_without_history_sends_nothing(server, toy_catalog):
     ranker = VLLMRanker(toy_catalog, VLLMConfig(base_url=server))
+    assert ranker.sides_independent and not VLLMRanker(toy_catalog, VLLMConfig(template="letters-v6")).sides_independent
     pos, neg = ranker.score([12], [], [1, 15, 3])
     assert neg is None and pos is not None and [r["model"] for r in StandIn.requests] == ["pos"]
     assert ranker.score([], [], [1, 2]) == (None, None) and len(StandIn.requests) == 1
