@@ -351,6 +351,12 @@ def answer_hidden(
     return out.last_hidden_state[:, -1]
 
 
+def packs(n_prefix: int, suffix_lengths: Sequence[int]) -> bool:
+    """Whether ``shared_answer_hidden`` reads a shared prefix once (one packed row): when it is at least as
+    long as the suffixes together; otherwise each prompt gets its own pass."""
+    return n_prefix >= sum(suffix_lengths)
+
+
 def shared_answer_hidden(
     model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], adapter_names: Sequence[str] | None = None
 ) -> torch.Tensor:
@@ -369,7 +375,7 @@ def shared_answer_hidden(
         raise ValueError("a shared answer pass needs a prefix and at least 1 suffix token per row")
     device = model.get_output_embeddings().weight.device
     n_prefix, lengths = len(prefix), [len(s) for s in suffixes]
-    if n_prefix < sum(lengths):  # little to share (letters-v5: 3 tokens): one plain causal pass per row is cheaper
+    if not packs(n_prefix, lengths):  # little to share (letters-v5: 3 tokens): one plain causal pass per row is cheaper
         # than attention over the packed row under a mask (float32: 1296 vs 1209 ms for the v5 pair, §2)
         return torch.cat([answer_hidden(model, [[*prefix, *s]], 0, None if adapter_names is None else [name])
                           for s, name in zip(suffixes, adapter_names or [None] * len(suffixes), strict=True)])

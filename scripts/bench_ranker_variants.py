@@ -49,7 +49,8 @@ def tokens_read(ranker: llm.LetterRanker, likes, dislikes, candidates) -> tuple[
              for t, h, o in (("pos", likes, dislikes), ("neg", dislikes, likes))]
     whole = sum(len(llm.prompt_ids(ranker.tokenizer, b)) for b in built)
     shared = len(llm.encode(ranker.tokenizer, built[0].prefix)) if built[0].prefix == built[1].prefix else 0
-    return (whole - shared if 3 * shared >= whole else whole), whole  # prefix >= both suffixes: whole - 2 * shared
+    suffixes = [len(llm.encode(ranker.tokenizer, b.suffix)) for b in built]
+    return (whole - shared if shared and llm.packs(shared, suffixes) else whole), whole
 
 
 def main(args: argparse.Namespace) -> None:
