@@ -75,13 +75,13 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
     try:
         import torch
 
+        from recsys.llm import RankerConfig, resolve_device
         from recsys.llm import load_ranker as load_letter_ranker  # local: torch/transformers only when used
-        from recsys.llm import resolve_device
 
         on_cpu = resolve_device(settings.device) == "cpu"
         dtype = getattr(torch, settings.cpu_dtype) if on_cpu and settings.cpu_dtype != "auto" else None
         ranker = load_letter_ranker(settings.base_model, settings.cache_dir, adapters_dir, catalog,
-                                    device=settings.device, dtype=dtype)
+                                    RankerConfig(compile=settings.compile), device=settings.device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - any failure here must leave a working retriever-only app
         log.warning("preference models unavailable: %s", exc)
         return None, {}, f"{UNAVAILABLE} ({type(exc).__name__}: {str(exc)[:160]})"

@@ -352,10 +352,6 @@ def build_examples(
 # ---------------------------------------------------------------------------------------------- model
 
 
-def texts(catalog: Catalog, item_ids: Sequence[int], show_year: bool, candidates: bool = False) -> list[str]:
-    return prompts.texts([catalog[i] for i in item_ids], show_year, candidates)
-
-
 def query_logits(model: Any, tokenizer: Any, catalog: Catalog, ex: Example, cfg: FinetuneConfig,
                  letter_ids: Sequence[int]) -> Iterator[tuple[Query, torch.Tensor]]:
     """(query, letter logits (1, n) in fp32) per query: its whole prompt under its adapter.

@@ -94,8 +94,9 @@ def example_prompts(catalog: Catalog, example: Any, show_year: bool,
                     template: str = prompts.TEMPLATE_VERSION) -> list[prompts.Prompt]:
     """One scoring prompt per query of a training example, as the ranker builds them: each query's own
     history, and (shared templates) the other query's history as the other side."""
-    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, candidates=True)
-    histories = {q.task: prompts.texts([catalog[i] for i in q.history], show_year) for q in example.queries}
+    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, True, template)
+    histories = {q.task: prompts.texts([catalog[i] for i in q.history], show_year, template=template)
+                 for q in example.queries}
     return [prompts.build(q.task, histories[q.task], shown, histories.get("neg" if q.task == "pos" else "pos", ()),
                           template) for q in example.queries]
 

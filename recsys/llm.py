@@ -89,6 +89,10 @@ class RankerConfig:
     calibrate: bool = False  # subtract each letter's mean logit on content-free prompts
     show_year: bool = prompts.SHOW_YEAR
     template: str | None = None  # prompts.TEMPLATES; None: the adapters' own (prompts.TEMPLATE_VERSION without adapters)
+    # CPU, answer-scoped adapters (or none): the ranking pass through torch.compile (CompiledAnswerPass);
+    # building the ranker then compiles a graph per adapter, ~1 min each on a 2-core CPU
+    compile: bool = False
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager" in the tests: tracing without codegen)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -265,7 +269,6 @@ def answer_only_lora(
     if not is_peft(model):
         yield
         return
-    from peft.tuners.lora import LoraLayer
 
     def add_at_answers(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         names = adapter_names if adapter_names is not None else [model.active_adapter] * output.shape[0]
@@ -273,17 +276,34 @@ def answer_only_lora(
         for name in set(names) & set(module.lora_A.keys()):
             rows, cols = zip(*(w for w, n in zip(where, names, strict=True) if n == name), strict=True)
             r, c = torch.tensor(rows, device=output.device), torch.tensor(cols, device=output.device)
-            a, b = module.lora_A[name], module.lora_B[name]
-            x = module.lora_dropout[name](args[0][r, c].to(a.weight.dtype))
             # in place, at the answer positions only (a Linear's backward never reads its output)
-            output[r, c] += (b(a(x)) * module.scaling[name]).to(output.dtype)
+            output[r, c] += lora_delta(module, name, args[0][r, c]).to(output.dtype)
         return output
 
-    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "lora_A")]
-    # each layer's own LoRA term off, as in peft's disable_adapter() but without its side effect of
-    # freezing the adapters (a training step through this path needs their gradients)
-    saved = [m._disable_adapters for m in layers]
+    layers = lora_layers(model)
     hooks = [m.register_forward_hook(add_at_answers) for m in layers]
+    try:
+        with own_lora_off(layers):
+            yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def lora_layers(model: Any) -> list[Any]:
+    """Every peft LoRA layer of ``model`` (none for a plain model)."""
+    if not is_peft(model):
+        return []
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "lora_A")]
+
+
+@contextmanager
+def own_lora_off(layers: Sequence[Any]) -> Iterator[None]:
+    """Each layer's own LoRA term off, as in peft's disable_adapter() but without its side effect of
+    freezing the adapters (a training step through answer_only_lora needs their gradients)."""
+    saved = [m._disable_adapters for m in layers]
     try:
         for m in layers:
             m._disable_adapters = True
@@ -291,8 +311,57 @@ def answer_only_lora(
     finally:
         for m, flag in zip(layers, saved, strict=True):
             m._disable_adapters = flag
-        for h in hooks:
+
+
+def lora_delta(module: Any, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Adapter ``name``'s LoRA term of one LoRA layer for its input ``x`` (in the adapter's dtype)."""
+    a, b = module.lora_A[name], module.lora_B[name]
+    return b(a(module.lora_dropout[name](x.to(a.weight.dtype)))) * module.scaling[name]
+
+
+class CompiledAnswerPass:
+    """``answer_hidden`` of ONE sequence through ``torch.compile`` (CPU inference; ``RankerConfig.compile``).
+
+    ``answer_only_lora`` installs its hooks for every pass, and every new hook makes dynamo trace and
+    compile again. Here the hooks are installed once and read which adapter acts at the last position
+    from this object, so dynamo compiles one graph per adapter (and one for the base model, name None or
+    ``BASE``), with the prompt length symbolic (``dynamic=True``): prompts of new lengths reuse them.
+    Outside a call the hooks change nothing. Compiling a graph takes ~1 min of a 2-core CPU (the
+    ranker warms both adapters up when it is built), and inductor's fused kernels round bfloat16
+    differently from eager (docs/BENCHMARKS.md §2, "Session 13").
+    """
+
+    def __init__(self, model: Any, backend: str = "inductor"):
+        self.model = model
+        self.layers = lora_layers(model)
+        self.name: str | None = None
+        self.active = False
+        self._hooks = [m.register_forward_hook(self._add_at_last) for m in self.layers]
+        decoder = model.get_base_model().get_decoder() if is_peft(model) else model.get_decoder()
+        self.decoder = torch.compile(decoder, dynamic=True, backend=backend)
+
+    def _add_at_last(self, module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        if not self.active or self.name is None or self.name not in module.lora_A:
+            return output
+        output[:, -1:] += lora_delta(module, self.name, args[0][:, -1:]).to(output.dtype)
+        return output
+
+    def __call__(self, sequence: Sequence[int], name: str | None) -> torch.Tensor:
+        """The final hidden state (d,) at the last position, adapter ``name`` there only (None: none)."""
+        device = self.model.get_output_embeddings().weight.device
+        ids = torch.tensor([list(sequence)], device=device)
+        self.active, self.name = True, name
+        try:
+            with own_lora_off(self.layers):
+                out = self.decoder(input_ids=ids)
+        finally:
+            self.active, self.name = False, None
+        return out.last_hidden_state[0, -1]
+
+    def close(self) -> None:
+        for h in self._hooks:
             h.remove()
+        self._hooks = []
 
 
 def left_pad(
@@ -468,6 +537,27 @@ class LetterRanker:
         for name, meta in self.metadata.items():
             if meta.get("letter_bias"):
                 self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
+        self._compiled = self._compile() if self.config.compile else None
+
+    def _compile(self) -> CompiledAnswerPass | None:
+        """The compiled CPU pass, warmed up on a content-free prompt under each adapter; None (with a warning)
+        where it does not apply or fails (e.g. no C++ compiler for inductor): the eager pass then runs."""
+        if self.device.type != "cpu" or (self.adapters and self.scope != "answer"):
+            log.warning("compile: only the CPU pass of answer-scoped adapters is compiled; running eagerly")
+            return None
+        warm = prompt_ids(self.tokenizer, prompts.content_free("pos", 20, template=self.template))
+        compiled = None
+        try:
+            compiled = CompiledAnswerPass(self.model, self.config.compile_backend)
+            with torch.inference_mode():
+                for name in self.adapters or [None]:
+                    compiled(warm, name)
+        except Exception as exc:  # noqa: BLE001 - a compiler missing or failing must leave the eager ranker
+            log.warning("torch.compile failed (%s: %s); ranking eagerly", type(exc).__name__, str(exc)[:200])
+            if compiled is not None:
+                compiled.close()
+            return None
+        return compiled
 
     @property
     def sides_independent(self) -> bool:
@@ -503,7 +593,7 @@ class LetterRanker:
         return by_id[rng.permutation(len(ids))]
 
     def texts(self, item_ids: Sequence[int], candidates: bool = False) -> list[str]:
-        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates)
+        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates, self.template)
 
     def _tasks(self, likes: Sequence[int], dislikes: Sequence[int]) -> list[tuple[prompts.Task, list[int]]]:
         cfg = self.config
@@ -562,7 +652,8 @@ class LetterRanker:
         3.8 s there against 3.5 s one at a time, timed in turn (``scripts/probe_cpu_speed.py``, docs/BENCHMARKS.md §2).
         On the CPU, when the rows run the base model up to the answer position (answer-scoped adapters, or
         zero-shot), consecutive prompts with the same prefix read it once (``shared_answer_hidden``): with a
-        letters-v6 prompt that is everything before the question, for both tasks.
+        letters-v6 prompt that is everything before the question, for both tasks; a prompt that reads nothing
+        once goes through the compiled pass when there is one (``RankerConfig.compile``).
         """
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
@@ -575,9 +666,13 @@ class LetterRanker:
             named = list(zip(built, adapter_names or [None] * len(built), strict=True))
             for prefix, group in itertools.groupby(named, key=lambda r: r[0].prefix):
                 group = list(group)
-                suffixes = [encode(self.tokenizer, p.suffix) for p, _ in group]
-                hidden.append(shared_answer_hidden(self.model, encode(self.tokenizer, prefix), suffixes,
-                                                   None if adapter_names is None else [n for _, n in group]))
+                head, suffixes = encode(self.tokenizer, prefix), [encode(self.tokenizer, p.suffix) for p, _ in group]
+                if self._compiled is not None and not packs(len(head), [len(s) for s in suffixes]):
+                    hidden.append(torch.stack([self._compiled([*head, *s], name)
+                                               for s, (_, name) in zip(suffixes, group, strict=True)]))
+                else:
+                    hidden.append(shared_answer_hidden(self.model, head, suffixes,
+                                                       None if adapter_names is None else [n for _, n in group]))
             return letter_logits(self.model, torch.cat(hidden), self.letter_ids[:n]).cpu().numpy()
         rows = [prompt_ids(self.tokenizer, p) for p in built]
         if self.device.type == "cpu" and len(rows) > 1:  # one prompt per pass, unpadded (docstring)

@@ -29,7 +29,7 @@ show the catalog's mean rating (letters-v5, ~5 tokens each): a real prompt (10 l
 candidates) is ~560 tokens, and the ranking pass is compute-bound, so every token costs latency
 (docs/BENCHMARKS.md §2).
 
-Two templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters record theirs):
+Three templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters record theirs):
 
 - letters-v5 (the paper's two prompts): "pos" shows the likes, "neg" the dislikes, each followed by
   the candidates, so the two prompts differ from their first history line on and each is a full pass.
@@ -38,6 +38,10 @@ Two templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
   as before, and the whole block before the question is the same for both tasks, so for adapters
   that act at the answer position only (llm.py) the base model reads it ONCE for both: ~650 tokens
   instead of ~1050 for the two v5 prompts (docs/BENCHMARKS.md §2).
+- letters-v7 (compact): letters-v5's two prompts with the same facts in ~20% fewer tokens: "Alien: horror
+  scifi 4.1 (C)" for "Alien [Horror, Sci-Fi] rated 4.1 (C)" (lower-case genre words after a space are
+  single tokens) and a shorter question, "Which will I like most?" (~840 tokens for the pair instead of
+  ~1050, so the ranking pass costs ~20% less; docs/BENCHMARKS.md §2).
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).
@@ -54,8 +58,9 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATES = ("letters-v5", "letters-v6")
+TEMPLATES = ("letters-v5", "letters-v6", "letters-v7")
 SHARED_TEMPLATES = frozenset({"letters-v6"})  # one block before the question for both tasks
+COMPACT_TEMPLATES = frozenset({"letters-v7"})  # letters-v5 in ~20% fewer tokens: see movie_text and QUESTION
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
 
 Task = Literal["pos", "neg"]
@@ -84,6 +89,9 @@ QUESTION: dict[Task, str] = {
     "pos": "Which movie above will I like most? Answer with its letter.",
     "neg": "Which movie above will I dislike most? Answer with its letter.",
 }
+COMPACT_QUESTION: dict[Task, str] = {"pos": "Which will I like most?", "neg": "Which will I dislike most?"}
+# compact genre words: lower case is one token for all but these in SmolLM2's vocabulary ("Horror" is two)
+COMPACT_GENRE = {"Film-Noir": "noir", "Sci-Fi": "scifi", "IMAX": "imax"}
 LIST_QUESTION: dict[Task, str] = {
     "pos": "List the {n} movies above I will like most, best first, one title per line.",
     "neg": "List the {n} movies above I will dislike most, worst first, one title per line.",
@@ -105,7 +113,8 @@ class Prompt:
         return self.prefix + self.suffix
 
 
-def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GENRES, rating: bool = False) -> str:
+def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GENRES, rating: bool = False,
+               compact: bool = False) -> str:
     """How a movie appears in a prompt: 'Alien [Horror, Sci-Fi]' (+ ' (1979)' with ``show_year``).
 
     Trailing alternative titles are dropped: 'Men in Black (a.k.a. MIB)' -> 'Men in Black'. Genres are
@@ -117,10 +126,18 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
     training data it alone puts the movie a person will dislike first 3.3x as often as chance (0.165 vs
     0.05, scripts/probe_signal.py), while titles and genres carry little a 135M model can use
     (docs/BENCHMARKS.md); movies without a rating show none.
+
+    ``compact`` (letters-v7) says the same in fewer tokens: 'Alien: horror scifi 4.1'. Lower-case genre
+    words after a space are single tokens where '[Horror, Sci-Fi]' spends 7, and the number needs no
+    ' rated': a candidate line costs ~14 tokens instead of ~18 (tests/test_prompts.py).
     """
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
     tags = shown_genres(movie, genres)
+    if compact:
+        words = " ".join(COMPACT_GENRE.get(g, g.lower()) for g in tags)
+        text = f"{text}: {words}" if words else text
+        return f"{text} {movie.rating:.1f}" if rating and movie.rating is not None else text
     text = f"{text} [{', '.join(tags)}]" if tags else text
     return f"{text} rated {movie.rating:.1f}" if rating and movie.rating is not None else text
 
@@ -131,9 +148,12 @@ def shown_genres(movie: Movie, genres: int = SHOW_GENRES) -> list[str]:
     return sorted((g for g in movie.genres if g in rank), key=rank.__getitem__)[:genres]
 
 
-def texts(movies: Sequence[Movie], show_year: bool = SHOW_YEAR, candidates: bool = False) -> list[str]:
-    """``movie_text`` of each movie; ``candidates`` lines also carry the mean rating (``SHOW_RATING``)."""
-    return [movie_text(m, show_year, rating=candidates and SHOW_RATING) for m in movies]
+def texts(movies: Sequence[Movie], show_year: bool = SHOW_YEAR, candidates: bool = False,
+          template: str = TEMPLATE_VERSION) -> list[str]:
+    """``movie_text`` of each movie as ``template`` shows it; ``candidates`` lines also carry the mean
+    rating (``SHOW_RATING``)."""
+    compact = check_template(template) in COMPACT_TEMPLATES
+    return [movie_text(m, show_year, rating=candidates and SHOW_RATING, compact=compact) for m in movies]
 
 
 def letters(n: int) -> str:
@@ -154,14 +174,15 @@ def history_block(task: Task, history: Sequence[str]) -> str:
     return HISTORY_HEADER[task] + "".join(HISTORY_LINE.format(movie=m) for m in history)
 
 
-def task_suffix(task: Task, history: Sequence[str], candidates: Sequence[str]) -> str:
+def task_suffix(task: Task, history: Sequence[str], candidates: Sequence[str], template: str = TEMPLATE_VERSION) -> str:
     """History, candidates, question, end of the user turn, and an assistant turn that opens with '('."""
-    return history_block(task, history) + candidate_block(candidates) + question(task)
+    return history_block(task, history) + candidate_block(candidates) + question(task, template)
 
 
-def question(task: Task) -> str:
+def question(task: Task, template: str = TEMPLATE_VERSION) -> str:
     """The question, the end of the user turn, and an assistant turn opened with '(' (next token: the letter)."""
-    return QUESTION[task] + END_TURN + ASSISTANT_TURN + ANSWER_OPEN
+    asked = COMPACT_QUESTION if template in COMPACT_TEMPLATES else QUESTION
+    return asked[task] + END_TURN + ASSISTANT_TURN + ANSWER_OPEN
 
 
 def check_template(template: str) -> str:
@@ -178,10 +199,10 @@ def build(task: Task, history: Sequence[str], candidates: Sequence[str], other: 
     side's, shown only by a shared template (letters-v6), where both tasks' prompts differ only in the question.
     """
     if check_template(template) not in SHARED_TEMPLATES:
-        return Prompt(PREFIX, task_suffix(task, history, candidates))
+        return Prompt(PREFIX, task_suffix(task, history, candidates, template))
     likes, dislikes = (history, other) if task == "pos" else (other, history)
     blocks = [history_block(t, h) for t, h in (("pos", likes), ("neg", dislikes)) if h]
-    return Prompt(PREFIX + "".join(blocks) + candidate_block(candidates), question(task))
+    return Prompt(PREFIX + "".join(blocks) + candidate_block(candidates), question(task, template))
 
 
 def content_free(task: Task, n_candidates: int, n_history: int = 3, template: str = TEMPLATE_VERSION) -> Prompt:

@@ -103,7 +103,8 @@ class VLLMRanker:
         return self.config.template not in prompts.SHARED_TEMPLATES
 
     def texts(self, item_ids: Sequence[int], candidates: bool = False) -> list[str]:
-        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates)
+        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates,
+                             self.config.template)
 
     def prompts_for(
         self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]

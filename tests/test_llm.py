@@ -276,7 +276,7 @@ def test_adapters_of_different_scopes_are_refused(tiny_model, smol_tokenizer, to
 
 
 def test_adapters_of_different_templates_are_refused(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
-    set_scope(lora_dirs, ["answer", "answer"], prompts.TEMPLATES)
+    set_scope(lora_dirs, ["answer", "answer"], prompts.TEMPLATES[:2])
     with pytest.raises(ValueError, match="templates"):
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
     set_scope(lora_dirs, ["answer", "answer"], ["letters-v6"] * 2)
@@ -284,6 +284,45 @@ def test_adapters_of_different_templates_are_refused(tiny_model, smol_tokenizer,
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(template="letters-v5"))
     with pytest.raises(ValueError, match="unknown prompt template"):
         llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog, llm.RankerConfig(template="letters-v9"))
+
+
+def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs, caplog,
+                                                   monkeypatch):
+    """RankerConfig.compile: the same scores as the eager ranker, one traced graph per adapter that prompts of
+    new lengths reuse (dynamo's tracing checked with its "eager" backend: no C++ compiling in the tests)."""
+    from torch._dynamo.utils import counters
+
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v7"] * 2)
+    eager = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    torch._dynamo.reset()
+    counters.clear()
+    config = llm.RankerConfig(compile=True, compile_backend="eager")
+    compiled = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog, config)
+    assert compiled._compiled is not None and eager._compiled is None
+    warmed = counters["stats"]["unique_graphs"]
+    assert warmed >= 2  # pos and neg, traced when the ranker was built
+    calls = []
+    real_call = llm.CompiledAnswerPass.__call__
+    monkeypatch.setattr(llm.CompiledAnswerPass, "__call__",
+                        lambda self, seq, name: calls.append(name) or real_call(self, seq, name))
+    for likes, dislikes, candidates in ((LIKES, DISLIKES, CANDIDATES), (LIKES[:1], DISLIKES[:1], CANDIDATES[:7]),
+                                        (LIKES[::-1], [], CANDIDATES[3:])):
+        for got, want in zip(compiled.score(likes, dislikes, candidates), eager.score(likes, dislikes, candidates),
+                             strict=True):
+            assert (got is None) == (want is None)
+            if want is not None:
+                np.testing.assert_allclose(got, want, atol=1e-5)
+    assert calls == ["pos", "neg", "pos", "neg", "pos"]  # every prompt went through the compiled pass
+    assert counters["stats"]["unique_graphs"] == warmed  # new prompt lengths: no new graph
+    np.testing.assert_allclose(compiled.score_zero_shot(LIKES, DISLIKES, CANDIDATES)[1],
+                               eager.score_zero_shot(LIKES, DISLIKES, CANDIDATES)[1], atol=1e-5)
+    # outside a call the installed hooks change nothing: the model's own eager paths still match
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v7"] * 2)
+    broken = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog,
+                              llm.RankerConfig(compile=True, compile_backend="no-such-backend"))
+    assert broken._compiled is None and "ranking eagerly" in caplog.text
+    np.testing.assert_allclose(broken.score(LIKES, DISLIKES, CANDIDATES)[0], eager.score(LIKES, DISLIKES, CANDIDATES)[0],
+                               atol=1e-5)
 
 
 def test_generate_ranking_generates_text_for_both_tasks(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):

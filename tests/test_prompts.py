@@ -124,3 +124,27 @@ def test_shared_template_differs_only_in_the_question():
     assert "N/A" in prompts.content_free("pos", 2, template="letters-v6").prefix.split("I disliked:")[1]
     with pytest.raises(ValueError, match="unknown prompt template"):
         prompts.build("pos", ["Alien"], ["Up"], template="letters-v1")
+
+
+def test_compact_template_says_the_same_in_fewer_tokens(smol_tokenizer, toy_catalog):  # noqa: F811
+    """letters-v7: letters-v5's facts (title, two genres, the candidates' mean rating), in ~20% fewer tokens."""
+    alien = Movie(2, "Alien", 1979, ("Horror", "Sci-Fi"), rating=4.06)
+    noir = Movie(4, "Laura", 1944, ("Film-Noir", "Mystery"))
+    assert prompts.texts([alien, noir], candidates=True, template="letters-v7") == ["Alien: horror scifi 4.1",
+                                                                                    "Laura: noir mystery"]
+    assert prompts.texts([alien], template="letters-v7") == ["Alien: horror scifi"]
+    assert prompts.movie_text(Movie(5, "Untagged", None, ()), compact=True) == "Untagged"
+    compact = prompts.build("neg", ["Scream"], ["Up"], template="letters-v7")
+    assert compact.prefix == prompts.PREFIX
+    assert compact.suffix == ("I disliked:\nScream\nMovies:\nUp (A)\n"
+                              "Which will I dislike most?<|im_end|>\n<|im_start|>assistant\n(")
+    # a real-sized prompt: the same movies, shown both ways
+    movies = list(toy_catalog.with_ratings({m.item_id: 3.0 + m.item_id / 100 for m in toy_catalog}))
+    sizes = {}
+    for template in ("letters-v5", "letters-v7"):
+        built = prompts.build("pos", prompts.texts(movies[:10], template=template),
+                              prompts.texts(movies[5:25], candidates=True, template=template), template=template)
+        sizes[template] = len(smol_tokenizer(built.text, add_special_tokens=False)["input_ids"])
+    assert sizes["letters-v7"] < 0.85 * sizes["letters-v5"], sizes
+    with pytest.raises(ValueError, match="unknown prompt template"):
+        prompts.texts([alien], template="letters-v0")
