@@ -272,3 +272,15 @@ def test_mixed_labels_blend_the_persons_rating_the_printed_mean_and_the_genre_ma
     assert cross.queries[0].ratings == pytest.approx((-1.0, -2.0, -1.0, -1.0))
     assert cross.queries[1].ratings == pytest.approx((2.0, 2.0, 0.0, 0.0))
     assert cross.queries[0].target == 0 and cross.queries[1].target == 2
+
+
+def test_an_init_seed_changes_the_training_order_and_nothing_the_base_pass_depends_on():
+    """--init-seed restarts training (LoRA init, batch order) on the same examples, so the stored base pass
+    (keyed by the examples, built with --seed) is reused."""
+    cfg = finetune.FinetuneConfig(batch_size=4)
+    default = finetune.batches(20, cfg, 12)
+    assert finetune.batches(20, replace(cfg, init_seed=cfg.seed), 12) == default
+    assert finetune.batches(20, replace(cfg, init_seed=7), 12) != default
+    assert finetune.training_seed(replace(cfg, init_seed=7)) == 7 and finetune.training_seed(cfg) == cfg.seed
+    parser = finetune.make_parser()
+    assert parser.parse_args(["--init-seed", "7"]).init_seed == 7 and parser.parse_args([]).init_seed is None

@@ -9,6 +9,7 @@ the GGUF into .cache, ~20 s more).
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,8 @@ from recsys import llm
 from recsys.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = ROOT / "assets" / "adapters"
+# RECSYS_TEST_ADAPTERS: check another pair (e.g. one just trained into runs/) against the same cases
+ADAPTERS = Path(os.environ.get("RECSYS_TEST_ADAPTERS", ROOT / "assets" / "adapters"))
 
 HORROR = [
     "The Exorcist", "Halloween", "A Nightmare on Elm Street", "Friday the 13th", "Saw",  # disliked
