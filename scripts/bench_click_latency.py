@@ -116,8 +116,9 @@ def report(clicks: int, started: tuple[float, float], quick: list[float], fused:
         return (f"| {name} | {len(values)} | {statistics.median(values):.0f} | {percentile(values, 0.95):.0f} |"
                 f" {max(values):.0f} |")
 
+    settings = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("RECSYS_"))
     lines = [
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`  ",
+        f"Command: `{' '.join([*([settings] if settings else []), Path(sys.executable).name, *sys.argv])}`  ",
         f"Machine: {machine()}  ",
         f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
         f"App start (process spawn -> page served / language models ready): {started[0]:.1f} s / {started[1]:.1f} s  ",
