@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -80,6 +81,8 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
 
         on_cpu = resolve_device(settings.device) == "cpu"
         dtype = getattr(torch, settings.cpu_dtype) if on_cpu and settings.cpu_dtype != "auto" else None
+        if settings.compile:  # inductor's compiled kernels beside the other caches: a later start reuses them
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(settings.cache_dir).resolve() / "inductor"))
         ranker = load_letter_ranker(settings.base_model, settings.cache_dir, adapters_dir, catalog,
                                     RankerConfig(compile=settings.compile), device=settings.device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - any failure here must leave a working retriever-only app

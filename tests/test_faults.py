@@ -146,6 +146,21 @@ def test_the_cpu_dtype_setting_reaches_the_model(settings, toy_catalog, monkeypa
     assert seen["dtype"] == (getattr(torch, want) if want else None)  # on a GPU the setting does not apply
 
 
+@pytest.mark.parametrize("compile_pass", [False, True])
+def test_the_compile_setting_reaches_the_ranker(settings, toy_catalog, monkeypatch, tmp_path, compile_pass):
+    import recsys.llm
+
+    seen = []
+    monkeypatch.setattr(recsys.llm, "load_ranker", lambda *args, **kwargs: seen.append(args[4]) or 1 / 0)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # records the real value, restored after the test
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    chosen = settings.model_copy(update={"use_llm": True, "compile": compile_pass, "cache_dir": tmp_path})
+    assert app.load_ranker(chosen, toy_catalog)[0] is None  # the ZeroDivisionError leaves a retriever-only app
+    assert seen[0].compile is compile_pass
+    # compiled kernels are cached beside the other caches, so a later start reuses them
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == (str(tmp_path.resolve() / "inductor") if compile_pass else None)
+
+
 def test_ranker_that_fails_to_load_leaves_retriever_only(settings, toy_catalog, tmp_path):
     broken = settings.model_copy(update={"use_llm": True, "adapters_dir": tmp_path / "no-adapters"})
     ranker, versions, status = app.load_ranker(broken, toy_catalog)
