@@ -21,6 +21,10 @@ change where the answer looks and what it makes of it, not how the prompt is rea
 the CPU at the cost of one token per query once the base pass is stored (frozen.py), which is what
 made thousands of steps affordable (docs/BENCHMARKS.md §2).
 
+On the CPU, the ranking pass of answer-scoped adapters can run through ``torch.compile``
+(``RankerConfig.compile``, ``CompiledAnswerPass``): 14–24% faster per pass, after compiling one graph per
+adapter when the ranker is built (docs/BENCHMARKS.md §2, "Session 13").
+
 Not for: building training data or the training loop (finetune.py), fusing ranks (fusion.py).
 """
 
