@@ -90,8 +90,9 @@ QUESTION: dict[Task, str] = {
     "neg": "Which movie above will I dislike most? Answer with its letter.",
 }
 COMPACT_QUESTION: dict[Task, str] = {"pos": "Which will I like most?", "neg": "Which will I dislike most?"}
-# compact genre words: lower case is one token for all but these in SmolLM2's vocabulary ("Horror" is two)
-COMPACT_GENRE = {"Film-Noir": "noir", "Sci-Fi": "scifi", "IMAX": "imax"}
+# compact genre words: lower case, which SmolLM2 spells in one token after a space for 15 of the 19 genres (" horror";
+# "Horror" takes two), and shorter words for two of the rest (" scifi" 2 tokens for " sci-fi" 3, " noir" 2 for 4)
+COMPACT_GENRE = {"Film-Noir": "noir", "Sci-Fi": "scifi"}
 LIST_QUESTION: dict[Task, str] = {
     "pos": "List the {n} movies above I will like most, best first, one title per line.",
     "neg": "List the {n} movies above I will dislike most, worst first, one title per line.",
