@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -323,6 +324,20 @@ def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, t
     assert broken._compiled is None and "ranking eagerly" in caplog.text
     np.testing.assert_allclose(broken.score(LIKES, DISLIKES, CANDIDATES)[0], eager.score(LIKES, DISLIKES, CANDIDATES)[0],
                                atol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
+def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    """The app's real backend (inductor, C++ kernels): the same scores as eager on the tiny model, in float32."""
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v5"] * 2)
+    eager = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    torch._dynamo.reset()
+    compiled = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(compile=True))
+    assert compiled._compiled is not None
+    for likes, dislikes in ((LIKES, DISLIKES), (LIKES[:2], DISLIKES[:1])):
+        for got, want in zip(compiled.score(likes, dislikes, CANDIDATES), eager.score(likes, dislikes, CANDIDATES),
+                             strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_generate_ranking_generates_text_for_both_tasks(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
