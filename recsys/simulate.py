@@ -95,6 +95,7 @@ class SimConfig:
     out_dir: Path = RUNS
     device: str = "auto"
     batch_size: int = 32  # prompts per LLM pass in the lockstep rounds (one per pass on the CPU anyway)
+    compile: bool = False  # the compiled CPU ranking pass (recsys.llm.RankerConfig.compile), as RECSYS_COMPILE
 
 
 # ---------------------------------------------------------------------------------------- checkpoints
@@ -183,9 +184,10 @@ def load_llm(cfg: SimConfig, catalog: Catalog) -> PreferenceRanker | None:
     if missing:
         log.warning("LLM conditions skipped: adapter(s) %s not found in %s", missing, cfg.adapters_dir)
         return None
-    from recsys.llm import load_ranker  # local: transformers/peft only when the LLM runs
+    from recsys.llm import RankerConfig, load_ranker  # local: transformers/peft only when the LLM runs
 
-    return load_ranker(cfg.base_model, cfg.cache_dir, cfg.adapters_dir, catalog, device=cfg.device)
+    return load_ranker(cfg.base_model, cfg.cache_dir, cfg.adapters_dir, catalog, RankerConfig(compile=cfg.compile),
+                       device=cfg.device)
 
 
 def adapter_users(adapters_dir: Path, split: Split) -> tuple[set[int], str]:
@@ -410,6 +412,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=d.device)
+    p.add_argument("--compile", action="store_true", help="the compiled CPU ranking pass (RECSYS_COMPILE)")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="prompts per LLM pass: people are ranked in lockstep, their questions batched (GPU)")
     p.add_argument("--plot", type=Path, nargs="+", default=None, help="only redraw: the plot from these result JSONs and their .md tables")
@@ -440,7 +443,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                    k=args.k, seed=args.seed, p_unknown_dislike=args.p_unknown_dislike, alphas=tuple(args.alphas),
                    bound_alphas=tuple(args.bound_alphas),
                    scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
-                   out_dir=args.out_dir, device=args.device, batch_size=args.batch_size)
+                   out_dir=args.out_dir, device=args.device, batch_size=args.batch_size, compile=args.compile)
 
 
 if __name__ == "__main__":
