@@ -486,3 +486,18 @@ def test_a_run_with_a_one_value_alpha_grid_is_not_labelled_as_validated():
                     ["SASRec + LLM pos+neg (α=0.3)", "SASRec + rating-neg (α=0.3)"]]
     tuned = {"config": {"rounds": 3}, "alpha_grid": {"llm": {"0.3": 0.1, "0.6": 0.2}}, "per_user": {"warm": per}}
     assert relabel(tuned) is tuned
+
+
+def test_the_compile_flag_reaches_the_ranker(tmp_path, monkeypatch, toy_catalog):
+    import recsys.llm
+    from recsys import simulate as sim_cli
+
+    for name in ("pos", "neg"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
+    seen = []
+    monkeypatch.setattr(recsys.llm, "load_ranker", lambda *args, **kwargs: seen.append(args[4]) or "ranker")
+    for argv, want in (([], False), (["--compile"], True)):
+        cfg = sim_cli.config_from_args(sim_cli.make_parser().parse_args([*argv, "--adapters-dir", str(tmp_path)]))
+        assert cfg.compile is want and sim_cli.load_llm(cfg, toy_catalog) == "ranker"
+        assert seen[-1].compile is want
