@@ -101,8 +101,6 @@ def example_prompts(catalog: Catalog, example: Any, show_year: bool,
                           template) for q in example.queries]
 
 
-def decoder(model: Any) -> Any:
-    return model.get_base_model().get_decoder() if llm.is_peft(model) else model.get_decoder()
 
 
 @torch.no_grad()
@@ -111,7 +109,7 @@ def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, s
     """What the base model hands layer ``first`` for each of the example's prompts."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     captured: list[torch.Tensor] = []
-    hook = decoder(model).layers[first].register_forward_pre_hook(
+    hook = llm.base_decoder(model).layers[first].register_forward_pre_hook(
         lambda _m, args: captured.append(args[0].detach().clone()))
     try:
         with llm.adapters_off(model):
@@ -132,7 +130,7 @@ def precompute(model: Any, tokenizer: Any, catalog: Catalog, examples: Sequence[
 def query_logits(model: Any, example: FrozenExample, first: int, letter_ids: Sequence[int],
                  n_tasks: int) -> Iterator[tuple[Any, torch.Tensor]]:
     """(query, (1, n) fp32 letter logits) per query, running layers ``first``… with the query's adapter."""
-    dec = decoder(model)
+    dec = llm.base_decoder(model)
     for fq in example.queries:
         if n_tasks > 1:
             model.set_adapter(fq.query.task)
@@ -151,7 +149,7 @@ def precompute_answer_one(model: Any, tokenizer: Any, catalog: Catalog, example:
     """The base model's keys/values before the answer token (layers ``first``…) and the answer token
     entering layer ``first``, for each of the example's prompts (answer-scoped adapters). Prompts that
     share a prefix (letters-v6: everything before the question) read it once, as the ranker does."""
-    dec = decoder(model)
+    dec = llm.base_decoder(model)
     device = dec.embed_tokens.weight.device
     out: list[AnswerQuery] = []
     built = example_prompts(catalog, example, show_year, template)
@@ -202,7 +200,7 @@ def answer_batch_logits(model: Any, examples: Sequence[FrozenExample], first: in
     through layers ``first``…, each attending to its own stored base-model prefix (left-padded, masked).
     Yields [(query, (1, n) fp32 letter logits)] per task; batching reads each weight once per batch
     instead of once per query, which is what a one-token pass is bound by on a CPU."""
-    dec = decoder(model)
+    dec = llm.base_decoder(model)
     by_task: dict[str, list[tuple[AnswerQuery, int]]] = {}
     for ex in examples:
         for aq in ex.queries:

@@ -231,6 +231,11 @@ def is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
 
 
+def base_decoder(model: Any) -> Any:
+    """The transformer stack (no LM head) of a plain model or of a PeftModel's base model."""
+    return model.get_base_model().get_decoder() if is_peft(model) else model.get_decoder()
+
+
 @contextmanager
 def adapters_off(model: Any) -> Iterator[None]:
     """Run the base model: peft's disable_adapter() for a PeftModel, nothing for a plain model."""
@@ -248,10 +253,8 @@ def decoder_forward(model: Any, adapter_names: Sequence[str] | None = None, **in
     56 MB weight copy per call on CPU); only its letter rows are needed. ``adapter_names`` (one per
     row) uses the hooks peft's own forward installs for mixed-adapter batches.
     """
-    if not is_peft(model):
-        return model.get_decoder()(**inputs)
-    decoder = model.get_base_model().get_decoder()
-    if adapter_names is None:
+    decoder = base_decoder(model)
+    if adapter_names is None or not is_peft(model):
         return decoder(**inputs)
     with model.base_model._enable_peft_forward_hooks(adapter_names=list(adapter_names)):
         return decoder(**inputs)
@@ -341,8 +344,7 @@ class CompiledAnswerPass:
         self.name: str | None = None
         self.active = False
         self._hooks = [m.register_forward_hook(self._add_at_last) for m in self.layers]
-        decoder = model.get_base_model().get_decoder() if is_peft(model) else model.get_decoder()
-        self.decoder = torch.compile(decoder, dynamic=True, backend=backend)
+        self.decoder = torch.compile(base_decoder(model), dynamic=True, backend=backend)
 
     def _add_at_last(self, module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         if not self.active or self.name is None or self.name not in module.lora_A:
