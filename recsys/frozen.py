@@ -101,8 +101,6 @@ def example_prompts(catalog: Catalog, example: Any, show_year: bool,
                           template) for q in example.queries]
 
 
-
-
 @torch.no_grad()
 def precompute_one(model: Any, tokenizer: Any, catalog: Catalog, example: Any, show_year: bool,
                    first: int, template: str = prompts.TEMPLATE_VERSION) -> FrozenExample:

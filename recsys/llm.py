@@ -35,7 +35,7 @@ import itertools
 import json
 import logging
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,7 +433,8 @@ def packs(n_prefix: int, suffix_lengths: Sequence[int]) -> bool:
 
 
 def shared_answer_hidden(
-    model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], adapter_names: Sequence[str] | None = None
+    model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], adapter_names: Sequence[str] | None = None,
+    alone: Callable[[Sequence[int], str | None], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``answer_hidden`` of the sequences ``prefix + suffix`` for each of ``suffixes``, reading ``prefix`` ONCE.
 
@@ -444,7 +445,8 @@ def shared_answer_hidden(
     ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py). With a letters-v6
     prompt (prompts.py) the prefix is everything before the question, so both adapters cost one pass over
     the prompt plus the two ~20-token questions, in the same pass (a separate pass for them cost ~90 ms of
-    weight reading on a 2-core CPU, docs/BENCHMARKS.md §2). Otherwise one ``answer_hidden`` pass per row.
+    weight reading on a 2-core CPU, docs/BENCHMARKS.md §2). Otherwise one ``answer_hidden`` pass per row, or
+    one ``alone(sequence, adapter name)`` call per row when given (the ranker's ``CompiledAnswerPass``).
     """
     if not prefix or min(len(s) for s in suffixes) < 1:
         raise ValueError("a shared answer pass needs a prefix and at least 1 suffix token per row")
@@ -452,8 +454,11 @@ def shared_answer_hidden(
     n_prefix, lengths = len(prefix), [len(s) for s in suffixes]
     if not packs(n_prefix, lengths):  # little to share (letters-v5: 3 tokens): one plain causal pass per row is cheaper
         # than attention over the packed row under a mask (float32: 1296 vs 1209 ms for the v5 pair, §2)
+        names = adapter_names or [None] * len(suffixes)
+        if alone is not None:  # e.g. a CompiledAnswerPass: (sequence, adapter name) -> (d,)
+            return torch.stack([alone([*prefix, *s], name) for s, name in zip(suffixes, names, strict=True)])
         return torch.cat([answer_hidden(model, [[*prefix, *s]], 0, None if adapter_names is None else [name])
-                          for s, name in zip(suffixes, adapter_names or [None] * len(suffixes), strict=True)])
+                          for s, name in zip(suffixes, names, strict=True)])
     total = n_prefix + sum(lengths)
     ids = torch.tensor([[*prefix, *(t for s in suffixes for t in s)]], device=device)
     positions = torch.cat([torch.arange(n_prefix), *(torch.arange(n_prefix, n_prefix + n) for n in lengths)])
@@ -658,8 +663,8 @@ class LetterRanker:
         3.8 s there against 3.5 s one at a time, timed in turn (``scripts/probe_cpu_speed.py``, docs/BENCHMARKS.md §2).
         On the CPU, when the rows run the base model up to the answer position (answer-scoped adapters, or
         zero-shot), consecutive prompts with the same prefix read it once (``shared_answer_hidden``): with a
-        letters-v6 prompt that is everything before the question, for both tasks; a prompt that reads nothing
-        once goes through the compiled pass when there is one (``RankerConfig.compile``).
+        letters-v6 prompt that is everything before the question, for both tasks; a prompt that shares too little
+        to pack goes through the compiled pass when there is one (``RankerConfig.compile``).
         """
         # a plain model has no adapters to name; a PeftModel takes "__base__" rows for zero-shot
         adapter_names = list(names) if self.adapters else None
@@ -672,13 +677,10 @@ class LetterRanker:
             named = list(zip(built, adapter_names or [None] * len(built), strict=True))
             for prefix, group in itertools.groupby(named, key=lambda r: r[0].prefix):
                 group = list(group)
-                head, suffixes = encode(self.tokenizer, prefix), [encode(self.tokenizer, p.suffix) for p, _ in group]
-                if self._compiled is not None and not packs(len(head), [len(s) for s in suffixes]):
-                    hidden.append(torch.stack([self._compiled([*head, *s], name)
-                                               for s, (_, name) in zip(suffixes, group, strict=True)]))
-                else:
-                    hidden.append(shared_answer_hidden(self.model, head, suffixes,
-                                                       None if adapter_names is None else [n for _, n in group]))
+                suffixes = [encode(self.tokenizer, p.suffix) for p, _ in group]
+                hidden.append(shared_answer_hidden(self.model, encode(self.tokenizer, prefix), suffixes,
+                                                   None if adapter_names is None else [n for _, n in group],
+                                                   alone=self._compiled))
             return letter_logits(self.model, torch.cat(hidden), self.letter_ids[:n]).cpu().numpy()
         rows = [prompt_ids(self.tokenizer, p) for p in built]
         if self.device.type == "cpu" and len(rows) > 1:  # one prompt per pass, unpadded (docstring)

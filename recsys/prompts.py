@@ -136,11 +136,10 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
     text = f"{title} ({movie.year})" if show_year and movie.year else title
     tags = shown_genres(movie, genres)
     if compact:
-        words = " ".join(COMPACT_GENRE.get(g, g.lower()) for g in tags)
-        text = f"{text}: {words}" if words else text
-        return f"{text} {movie.rating:.1f}" if rating and movie.rating is not None else text
-    text = f"{text} [{', '.join(tags)}]" if tags else text
-    return f"{text} rated {movie.rating:.1f}" if rating and movie.rating is not None else text
+        text = f"{text}: {' '.join(COMPACT_GENRE.get(g, g.lower()) for g in tags)}" if tags else text
+    else:
+        text = f"{text} [{', '.join(tags)}]" if tags else text
+    return f"{text}{' ' if compact else ' rated '}{movie.rating:.1f}" if rating and movie.rating is not None else text
 
 
 def shown_genres(movie: Movie, genres: int = SHOW_GENRES) -> list[str]:
