@@ -35,6 +35,11 @@ Mixed targets (session 6, ``--person-weight/--printed-weight/--genre-weight``, `
 training labels that blend the person's rating with the mean rating printed beside each candidate and its
 genre match with the listed movies; validation stays on the person's own ratings.
 
+Anchored (session 14, ``--anchor-weight/--anchor-tasks``, ``anchored``): a KL term per training query that keeps
+an adapter's letter distribution near the base model's own, calibrated by its content-free letter bias, so that
+what the base model reads from the listed movies zero-shot (a comedy lover prefers the comedies) is moved only
+where the labels pay for it; the anchors come from the stored base pass with the adapters off.
+
 Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg), with the
 exact settings they were trained with: ``scripts/train_adapters.sh``.
 
@@ -102,6 +107,12 @@ class FinetuneConfig:
     printed_weight: float = 0.0
     genre_weight: float = 0.0
     other_genre_weight: float = 0.0  # the same genre term for the OTHER query's movies, with the opposite sign (letters-v6)
+    # a KL term that keeps these tasks' letter distributions near the base model's on every training query,
+    # calibrated (its logits minus its own content-free letter bias): what the base model already knows about
+    # the listed movies (e.g. a comedy lover prefers comedies, BENCHMARKS §2 session 13) is kept unless the
+    # labels pay for moving it; 0: off. "pos" only by default: zero-shot, the base model reads dislikes wrongly
+    anchor_weight: float = 0.0
+    anchor_tasks: tuple[str, ...] = ("pos",)
     # optimisation
     epochs: float = 1.0
     batch_size: int = 8  # examples per optimiser step (gradient accumulation, one prompt per forward)
@@ -153,6 +164,7 @@ class Query:
     history: tuple[int, ...]
     target: int  # index into the example's candidates
     ratings: tuple[float, ...] | None = None
+    anchor: tuple[float, ...] | None = None  # the base model's calibrated letter logits (anchor_weight), prompt order
 
     def soft_target(self, beta: float) -> torch.Tensor | None:
         """(1, n) target distribution for a graded query; None for a single-target one."""
@@ -404,12 +416,19 @@ def full_scorer(model: Any, tokenizer: Any, catalog: Catalog, cfg: FinetuneConfi
     return per_query(lambda ex: query_logits(model, tokenizer, catalog, ex, cfg, letter_ids))
 
 
-def query_loss(q: Query, logits: torch.Tensor, beta: float) -> torch.Tensor:
-    """Cross-entropy of the letter softmax against the query's target (one letter, or its rated distribution)."""
+def query_loss(q: Query, logits: torch.Tensor, beta: float, anchor_weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the letter softmax against the query's target (one letter, or its rated distribution);
+    with ``anchor_weight`` and an anchored query, + anchor_weight * KL(softmax(anchor) || letter softmax)."""
     soft = q.soft_target(beta)
     if soft is None:
-        return F.cross_entropy(logits, torch.tensor([q.target], device=logits.device))
-    return -(soft.to(logits.device) * F.log_softmax(logits, -1)).sum()
+        loss = F.cross_entropy(logits, torch.tensor([q.target], device=logits.device))
+    else:
+        loss = -(soft.to(logits.device) * F.log_softmax(logits, -1)).sum()
+    if anchor_weight and q.anchor is not None:
+        anchor = torch.tensor([q.anchor], dtype=logits.dtype, device=logits.device)
+        loss = loss + anchor_weight * F.kl_div(F.log_softmax(logits, -1), F.log_softmax(anchor, -1),
+                                               reduction="sum", log_target=True)
+    return loss
 
 
 def graded_correlation(q: Query, scores: Sequence[float]) -> float | None:
@@ -554,12 +573,14 @@ def train_adapter(
     score, train, val = scorer(model, tokenizer, catalog, train, val, cfg, letter_ids)
     if not state.evals:  # step 0 = the base model, zero-shot
         state.evals.append({"step": 0, **evaluate(model, score, val, cfg.tasks, cfg.label_beta)})
+    if cfg.anchor_weight:
+        train = anchored(model, tokenizer, score, train, cfg, letter_ids)
     plan = batches(len(train), cfg, total)
     model.train()
     started = time.monotonic() - state.wall_s
     bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=f"LoRA {cfg.task}", mininterval=10)
     for step in bar:
-        state.train_losses.append(train_step(score, [train[i] for i in plan[step]], cfg.label_beta))
+        state.train_losses.append(train_step(score, [train[i] for i in plan[step]], cfg.label_beta, cfg.anchor_weight))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -576,6 +597,41 @@ def train_adapter(
             log.warning("time budget of %.0f min reached at step %d/%d", cfg.max_minutes, state.step, total)
             break
     return model.eval(), state
+
+
+def with_queries(example: Any, fn: Callable[[Query], Query]) -> Any:
+    """``example`` (an Example, or a frozen.FrozenExample of stored features) with ``fn`` applied to each Query."""
+    if isinstance(example, Example):
+        return Example(example.candidates, tuple(fn(q) for q in example.queries))
+    return replace(example, queries=tuple(replace(fq, query=fn(fq.query)) for fq in example.queries))
+
+
+@torch.no_grad()
+def anchored(model: Any, tokenizer: Any, score: Scorer, train: Sequence[Any], cfg: FinetuneConfig,
+             letter_ids: Sequence[int]) -> list[Any]:
+    """``train`` with each ``cfg.anchor_tasks`` query carrying the BASE model's letter logits on its prompt
+    (adapters disabled, so a resumed run gets the same anchors), minus the base model's content-free letter
+    bias for its task and length: the anchor keeps what the base model reads from the movies, not its
+    preference for some letters."""
+    was_training = model.training
+    model.eval()
+    anchors: dict[int, tuple[float, ...]] = {}
+    with llm.adapters_off(model):
+        bias = {(t, n): np.asarray(content_free_bias(model, tokenizer, t, letter_ids, n, cfg.adapter_scope,
+                                                     cfg.template))
+                for t in cfg.anchor_tasks if t in cfg.tasks for n in {len_candidates(ex) for ex in train}}
+        for start in tqdm(range(0, len(train), EVAL_CHUNK), desc="anchors", mininterval=10):
+            for q, logits in (item for group in score(train[start : start + EVAL_CHUNK]) for item in group):
+                if q.task in cfg.anchor_tasks:
+                    row = logits[0].float().cpu().numpy()
+                    anchors[id(q)] = tuple(round(float(x), 4) for x in row - bias[(q.task, len(row))])
+    model.train(was_training)
+    return [with_queries(ex, lambda q: replace(q, anchor=anchors[id(q)]) if id(q) in anchors else q)
+            for ex in train]
+
+
+def len_candidates(example: Any) -> int:
+    return len(example.candidates) if isinstance(example, Example) else example.n_candidates
 
 
 def scorer(model: Any, tokenizer: Any, catalog: Catalog, train: Sequence[Example], val: Sequence[Example],
@@ -642,12 +698,13 @@ def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequenc
     return out[0], out[1]
 
 
-def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig.label_beta) -> float:
+def train_step(score: Scorer, batch: Sequence[Any], beta: float = FinetuneConfig.label_beta,
+               anchor_weight: float = 0.0) -> float:
     """Accumulate the mean loss over the batch's queries into the LoRA gradients; returns it."""
     n_queries = sum(len(ex.queries) for ex in batch)
     total = 0.0
     for group in score(batch):
-        loss = sum(query_loss(q, logits, beta) for q, logits in group) / n_queries
+        loss = sum(query_loss(q, logits, beta, anchor_weight) for q, logits in group) / n_queries
         loss.backward()  # frees this group's graph before the next one is built
         total += loss.item()
     return total
@@ -800,7 +857,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
                    help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
     for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout",
-                 "person_weight", "printed_weight", "genre_weight", "other_genre_weight"):
+                 "person_weight", "printed_weight", "genre_weight", "other_genre_weight", "anchor_weight"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
                  "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard", "rated_window"):
@@ -808,6 +865,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-seed", type=int, default=None,
                    help="seed of the LoRA initialisation and batch order only (default: --seed); reuses the base pass")
     p.add_argument("--target-modules", nargs="+", default=list(d.target_modules))
+    p.add_argument("--anchor-tasks", nargs="+", choices=["pos", "neg"], default=list(d.anchor_tasks),
+                   help="with --anchor-weight: the adapters kept near the base model's calibrated letter choice")
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
     p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
                    help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
@@ -826,4 +885,4 @@ if __name__ == "__main__":
     args = vars(make_parser().parse_args())
     sasrec = args.pop("sasrec_dir")
     layers = args.pop("lora_layers")
-    main(replace(FinetuneConfig(), **{**args, "target_modules": tuple(args["target_modules"]), "lora_layers": tuple(layers) if layers else None}), sasrec)
+    main(replace(FinetuneConfig(), **{**args, "target_modules": tuple(args["target_modules"]), "anchor_tasks": tuple(args["anchor_tasks"]), "lora_layers": tuple(layers) if layers else None}), sasrec)

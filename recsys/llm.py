@@ -238,12 +238,20 @@ def base_decoder(model: Any) -> Any:
 
 @contextmanager
 def adapters_off(model: Any) -> Iterator[None]:
-    """Run the base model: peft's disable_adapter() for a PeftModel, nothing for a plain model."""
-    if is_peft(model):
+    """Run the base model: peft's disable_adapter() for a PeftModel, nothing for a plain model. Nestable: inside
+    another adapters_off it does nothing (peft's own context would switch the adapters back on when it exits)."""
+    if is_peft(model) and not adapters_disabled(model):
         with model.disable_adapter():
             yield
     else:
         yield
+
+
+def adapters_disabled(model: Any) -> bool:
+    """Whether a PeftModel's adapter layers are switched off (peft's disable_adapter())."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return next((m.disable_adapters for m in model.modules() if isinstance(m, BaseTunerLayer)), False)
 
 
 def decoder_forward(model: Any, adapter_names: Sequence[str] | None = None, **inputs: Any) -> Any:
@@ -271,9 +279,10 @@ def answer_only_lora(
     position, and None = the active adapter for every row. Exact when nothing attends to an answer position
     (causal attention, the answer last; or a mask, as ``shared_answer_hidden`` packs several answers into one
     row): every other position stays the base model's, as ``answer_hidden`` defines it. One pass instead of
-    a second one for the answer token, which on a CPU costs a read of all the weights.
+    a second one for the answer token, which on a CPU costs a read of all the weights. Inside ``adapters_off``
+    it adds nothing: the base model everywhere, as there.
     """
-    if not is_peft(model):
+    if not is_peft(model) or adapters_disabled(model):
         yield
         return
 

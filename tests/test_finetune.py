@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys import finetune, llm
+from recsys import finetune, frozen, llm
 from recsys.data import Dataset, to_split
 from tests.fakes import FakeRetriever
 from tests.test_llm import make_tiny_model, one_thread, smol_tokenizer  # noqa: F401  (fixtures)
@@ -284,3 +284,68 @@ def test_an_init_seed_changes_the_training_order_and_nothing_the_base_pass_depen
     assert finetune.training_seed(replace(cfg, init_seed=7)) == 7 and finetune.training_seed(cfg) == cfg.seed
     parser = finetune.make_parser()
     assert parser.parse_args(["--init-seed", "7"]).init_seed == 7 and parser.parse_args([]).init_seed is None
+
+
+def test_the_anchor_adds_the_kl_to_the_base_models_letter_choice():
+    q = finetune.Query("pos", (1,), 0, (5.0, 3.0, 1.0))
+    logits = torch.tensor([[0.5, 0.0, 2.0]])
+    plain = finetune.query_loss(q, logits, 2.0)
+    assert finetune.query_loss(q, logits, 2.0, anchor_weight=3.0) == plain  # no anchor on the query: unchanged
+    anchored = replace(q, anchor=(1.0, 2.0, 0.0))
+    kl = (torch.softmax(torch.tensor([1.0, 2.0, 0.0]), 0)
+          * (torch.log_softmax(torch.tensor([1.0, 2.0, 0.0]), 0) - torch.log_softmax(logits[0], 0))).sum()
+    assert finetune.query_loss(anchored, logits, 2.0) == plain  # weight 0: off
+    assert finetune.query_loss(anchored, logits, 2.0, 3.0).item() == pytest.approx(plain.item() + 3 * kl.item())
+    # at the anchor (up to a shift, as softmax is) the term is 0
+    assert finetune.query_loss(anchored, torch.tensor([[3.0, 4.0, 2.0]]), 2.0, 3.0).item() == pytest.approx(
+        finetune.query_loss(q, torch.tensor([[3.0, 4.0, 2.0]]), 2.0).item(), abs=1e-6)
+    args = finetune.make_parser().parse_args(["--anchor-weight", "2", "--anchor-tasks", "pos", "neg"])
+    assert args.anchor_weight == 2.0 and args.anchor_tasks == ["pos", "neg"]
+    assert finetune.make_parser().parse_args([]).anchor_weight == 0.0  # off unless asked for
+
+
+def anchor_gap(model, stored, letter_ids) -> float:
+    """Mean KL(anchor || adapter) over the anchored queries of answer-scoped stored examples (layers 0+)."""
+    with torch.no_grad():
+        gaps = [torch.nn.functional.kl_div(lg.log_softmax(-1), torch.tensor([q.anchor]).log_softmax(-1),
+                                           log_target=True, reduction="sum").item()
+                for group in frozen.answer_batch_logits(model, stored, 0, letter_ids, 2) for q, lg in group
+                if q.anchor is not None]
+    assert gaps
+    return float(np.mean(gaps))
+
+
+def test_an_anchored_positive_adapter_stays_near_the_base_models_calibrated_choice(
+        long_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
+    """--anchor-weight: the anchors are the BASE model's letter logits minus its content-free letter bias, also
+    once the adapters have moved (a resumed run), on the "pos" queries only; a large weight keeps the trained
+    "pos" adapter near them while the unanchored run leaves them."""
+    cfg = tiny_config(tmp_path, task="both", labels="rated", n_candidates=8, rated_window=12, lr=3e-2, epochs=10,
+                      eval_every=1000, lora_dropout=0.0, adapter_scope="answer", frozen_dtype="float32",
+                      person_weight=1.0)
+    examples = finetune.build_examples(long_split, range(len(long_split.sequences)), cfg, None, 0)[:4]
+    letter_ids = llm.letter_token_ids(smol_tokenizer, cfg.n_candidates)
+    trained = {}
+    for weight in (0.0, 30.0):
+        run = replace(cfg, anchor_weight=weight, run_dir=tmp_path / f"runs{weight}")
+        model, state = finetune.train_adapter(make_tiny_model(len(smol_tokenizer)), smol_tokenizer, toy_catalog,
+                                              examples, examples, run)
+        assert state.step == 10 and all(math.isfinite(x) for x in state.train_losses)
+        trained[weight] = (model, run)
+    model, run = trained[30.0]
+    score, feats, _ = finetune.scorer(model, smol_tokenizer, toy_catalog, examples, [], run, letter_ids)
+    anchored = finetune.anchored(model, smol_tokenizer, score, feats, run, letter_ids)
+    assert {q.task for ex in anchored for q in (fq.query for fq in ex.queries) if q.anchor is not None} == {"pos"}
+
+    # the anchor is the base model's choice, computed with the adapters off, minus its content-free bias
+    base = make_tiny_model(len(smol_tokenizer))
+    bias = np.asarray(finetune.content_free_bias(base, smol_tokenizer, "pos", letter_ids, 8, "answer", run.template))
+    for ex, stored in zip(examples, anchored, strict=True):
+        (pos,) = [fq.query for fq in stored.queries if fq.query.task == "pos"]
+        plain = next(finetune.query_logits(base, smol_tokenizer, toy_catalog,
+                                           finetune.Example(ex.candidates, (ex.queries[0],)), replace(run, task="pos"),
+                                           letter_ids))[1][0]
+        np.testing.assert_allclose(pos.anchor, plain.detach().numpy() - bias, atol=2e-3)
+
+    gaps = {w: anchor_gap(m, anchored, letter_ids) for w, (m, _) in trained.items()}
+    assert gaps[30.0] < 0.5 * gaps[0.0]

@@ -118,6 +118,14 @@ def test_answer_scoped_adapters_act_at_the_last_token_only(smol_tokenizer, tmp_p
         base = llm.answer_hidden(model, rows, 0, [llm.BASE, llm.BASE])
         with llm.adapters_off(model):
             plain = llm.full_hidden(model, rows, 0)
+            # switched off is off for the answer scope too, and a nested adapters_off keeps them off when it ends
+            off_answer = llm.answer_hidden(model, rows, 0, ["pos", "neg"])
+            with llm.adapters_off(model):
+                pass
+            assert llm.adapters_disabled(model)
+            torch.testing.assert_close(llm.full_hidden(model, rows, 0), plain)
+        assert not llm.adapters_disabled(model)
+    torch.testing.assert_close(off_answer, plain, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(batched, torch.stack(singles), atol=1e-5, rtol=1e-4)  # mixed batch = one by one
     torch.testing.assert_close(base, plain, atol=1e-5, rtol=1e-4)
     assert (batched - everywhere).abs().max() > 0.1  # acting at one token is not acting everywhere
