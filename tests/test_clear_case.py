@@ -1,0 +1,40 @@
+"""recsys/clear_case.py's margins on a stand-in ranker: their signs, and the prompt order restored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys import clear_case
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+
+
+class StandIn:
+    """Scores each candidate by whether it is a horror film; the prompt order (seed) shifts every score."""
+
+    def __init__(self, pos_sign: float, neg_sign: float):
+        self.config, self.signs, self.seen = Config(), (pos_sign, neg_sign), []
+
+    def score(self, likes, dislikes, candidates):
+        self.seen.append(self.config.seed)
+        horror = np.array([c in clear_case.HORROR_IDS for c in candidates], dtype=float) + self.config.seed
+        return self.signs[0] * horror, self.signs[1] * horror
+
+    def score_zero_shot(self, likes, dislikes, candidates):
+        return -self.score(likes, dislikes, candidates)[0], -self.score(likes, dislikes, candidates)[1]
+
+
+def test_margins_point_the_way_each_adapter_should_lean():
+    catalog = clear_case.catalog()
+    assert len(catalog) == 30 and {catalog[i].title for i in clear_case.LIKED} <= set(clear_case.LIGHT)
+    assert all(catalog[i].title in clear_case.HORROR for i in clear_case.DISLIKED)
+    right = StandIn(pos_sign=-1.0, neg_sign=1.0)  # pos prefers the light films, neg finds horror dislikable
+    assert clear_case.margins(right) == clear_case.Margins(neg=1.0, pos=1.0)
+    assert clear_case.margins(right, zero_shot=True) == clear_case.Margins(neg=-1.0, pos=-1.0)
+    assert clear_case.margins(right, seed=3) == clear_case.Margins(neg=1.0, pos=1.0)
+    assert right.seen[-1] == 3 and right.config.seed == 0  # another order asked for, then the ranker's own restored
