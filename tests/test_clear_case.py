@@ -15,14 +15,14 @@ class Config:
 
 
 class StandIn:
-    """Scores each candidate by whether it is a horror film; the prompt order (seed) shifts every score."""
+    """Scores each candidate by whether it is a horror film, more sharply in later prompt orders (seeds)."""
 
     def __init__(self, pos_sign: float, neg_sign: float):
         self.config, self.signs, self.seen = Config(), (pos_sign, neg_sign), []
 
     def score(self, likes, dislikes, candidates):
         self.seen.append(self.config.seed)
-        horror = np.array([c in clear_case.HORROR_IDS for c in candidates], dtype=float) + self.config.seed
+        horror = np.array([c in clear_case.HORROR_IDS for c in candidates], dtype=float) * (1 + self.config.seed)
         return self.signs[0] * horror, self.signs[1] * horror
 
     def score_zero_shot(self, likes, dislikes, candidates):
@@ -36,5 +36,14 @@ def test_margins_point_the_way_each_adapter_should_lean():
     right = StandIn(pos_sign=-1.0, neg_sign=1.0)  # pos prefers the light films, neg finds horror dislikable
     assert clear_case.margins(right) == clear_case.Margins(neg=1.0, pos=1.0)
     assert clear_case.margins(right, zero_shot=True) == clear_case.Margins(neg=-1.0, pos=-1.0)
-    assert clear_case.margins(right, seed=3) == clear_case.Margins(neg=1.0, pos=1.0)
+    assert clear_case.margins(right, seed=3) == clear_case.Margins(neg=4.0, pos=4.0)
     assert right.seen[-1] == 3 and right.config.seed == 0  # another order asked for, then the ranker's own restored
+
+
+def test_the_summary_is_the_mean_and_worst_order():
+    right = StandIn(pos_sign=-1.0, neg_sign=1.0)
+    assert clear_case.summary(right, orders=[0, 1, 2]) == {"orders": 3, "neg_mean": 2.0, "neg_min": 1.0,
+                                                             "pos_mean": 2.0, "pos_min": 1.0}
+    wrong = StandIn(pos_sign=1.0, neg_sign=-1.0)
+    assert clear_case.summary(wrong, orders=[0, 1, 2])["neg_mean"] == -2.0
+    assert right.seen == [0, 1, 2] and clear_case.summary(right)["orders"] == len(clear_case.ORDERS)

@@ -349,3 +349,12 @@ def test_an_anchored_positive_adapter_stays_near_the_base_models_calibrated_choi
 
     gaps = {w: anchor_gap(m, anchored, letter_ids) for w, (m, _) in trained.items()}
     assert gaps[30.0] < 0.5 * gaps[0.0]
+
+
+def test_a_trained_pair_records_its_clear_case_margins():
+    from tests.test_clear_case import StandIn
+
+    metas = finetune.with_clear_case({"pos": {"task": "pos"}, "neg": {"task": "neg"}}, StandIn(-1.0, 1.0))
+    assert metas["pos"]["task"] == "pos" and metas["neg"]["clear_case"] == metas["pos"]["clear_case"]
+    assert metas["neg"]["clear_case"]["adapters"]["neg_mean"] > 0 > metas["neg"]["clear_case"]["zero_shot"]["neg_mean"]
+    assert metas["neg"]["clear_case"]["adapters"]["orders"] == 8
