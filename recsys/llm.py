@@ -548,12 +548,18 @@ class LetterRanker:
         if len(scopes) > 1:
             raise ValueError(f"the adapters act on different scopes {sorted(scopes)}: train them together")
         self.scope = scopes.pop() if scopes else "all"
-        templates = {meta.get("template_version", prompts.TEMPLATE_VERSION) for meta in self.metadata.values()}
-        if len(templates) > 1 or (templates and self.config.template not in (None, *templates)):
-            raise ValueError(f"the adapters were trained on prompt templates {sorted(templates)}, "
+        # each adapter reads the prompt template it was trained on; the two may differ (e.g. a letters-v7 "pos" beside
+        # a letters-v5 "neg": each prompt is its own pass), except a shared template, whose prompts share their prefix
+        own = {name: meta.get("template_version", prompts.TEMPLATE_VERSION) for name, meta in self.metadata.items()}
+        used = set(own.values())
+        if self.config.template is not None and used - {self.config.template}:
+            raise ValueError(f"the adapters were trained on prompt templates {sorted(used)}, "
                              f"the ranker was asked for {self.config.template!r}")
-        self.template = prompts.check_template(
-            templates.pop() if templates else self.config.template or prompts.TEMPLATE_VERSION)
+        if len(used) > 1 and used & set(prompts.SHARED_TEMPLATES):
+            raise ValueError(f"the adapters were trained on prompt templates {sorted(used)}: a shared template's "
+                             "prompts share their prefix, so both adapters must read it")
+        default = self.config.template or prompts.TEMPLATE_VERSION
+        self.templates: dict[str, str] = {task: prompts.check_template(own.get(task, default)) for task in ADAPTER_NAMES}
         for name, meta in self.metadata.items():
             if meta.get("letter_bias"):
                 self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
@@ -565,7 +571,7 @@ class LetterRanker:
         if self.device.type != "cpu" or (self.adapters and self.scope != "answer"):
             log.warning("compile: only the CPU pass of answer-scoped adapters is compiled; running eagerly")
             return None
-        warm = prompt_ids(self.tokenizer, prompts.content_free("pos", 20, template=self.template))
+        warm = prompt_ids(self.tokenizer, prompts.content_free("pos", 20, template=self.templates["pos"]))
         compiled = None
         try:
             compiled = CompiledAnswerPass(self.model, self.config.compile_backend)
@@ -583,7 +589,13 @@ class LetterRanker:
     def sides_independent(self) -> bool:
         """Whether the pos scores ignore the dislikes and the neg scores the likes (recsys.memo): true of the
         paper's two prompts (letters-v5), not of the shared one (letters-v6 shows both histories to both)."""
-        return self.template not in prompts.SHARED_TEMPLATES
+        return not set(self.templates.values()) & set(prompts.SHARED_TEMPLATES)
+
+    @property
+    def template(self) -> str:
+        """The prompt template, where both adapters read the same one; "<pos>+<neg>" where they differ."""
+        pos, neg = self.templates["pos"], self.templates["neg"]
+        return pos if pos == neg else f"{pos}+{neg}"
 
     @property
     def device(self) -> torch.device:
@@ -612,8 +624,23 @@ class LetterRanker:
         rng = np.random.default_rng([self.config.seed, *sorted(int(i) for i in ids)])
         return by_id[rng.permutation(len(ids))]
 
-    def texts(self, item_ids: Sequence[int], candidates: bool = False) -> list[str]:
-        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates, self.template)
+    def texts(self, item_ids: Sequence[int], candidates: bool = False, task: prompts.Task = "pos") -> list[str]:
+        """How ``task``'s prompt shows these movies (its adapter's template)."""
+        return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates,
+                             self.templates[task])
+
+    def prompts_for(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
+                    ) -> dict[prompts.Task, prompts.Prompt]:
+        """The scoring prompt of each side with a history ("pos" first), in its adapter's template, the candidates
+        in ``prompt_order``."""
+        tasks = self._tasks(likes, dislikes)
+        order = self.prompt_order(candidates)
+        histories = dict(tasks)
+        return {task: prompts.build(task, self.texts(history, task=task),
+                                    self.texts([candidates[i] for i in order], True, task),
+                                    self.texts(histories.get("neg" if task == "pos" else "pos", []), task=task),
+                                    self.templates[task])
+                for task, history in tasks}
 
     def _tasks(self, likes: Sequence[int], dislikes: Sequence[int]) -> list[tuple[prompts.Task, list[int]]]:
         cfg = self.config
@@ -643,14 +670,9 @@ class LetterRanker:
         rows: list[tuple[int, str, str, prompts.Prompt]] = []  # (query, task, adapter name, prompt)
         orders = []
         for q, (likes, dislikes, candidates) in enumerate(queries):
-            tasks = self._tasks(likes, dislikes) if candidates else []
-            order = self.prompt_order(candidates) if tasks else np.arange(0)
-            shown = self.texts([candidates[i] for i in order], candidates=True) if tasks else []
-            orders.append(order)
-            histories = dict(tasks)
-            rows += [(q, task, BASE if zero_shot else task,
-                      prompts.build(task, self.texts(history), shown, self.texts(histories.get(other, [])), self.template))
-                     for task, history in tasks for other in ["neg" if task == "pos" else "pos"]]
+            built = self.prompts_for(likes, dislikes, candidates) if candidates else {}
+            orders.append(self.prompt_order(candidates) if built else np.arange(0))
+            rows += [(q, task, BASE if zero_shot else task, prompt) for task, prompt in built.items()]
         out: list[dict[str, np.ndarray]] = [{} for _ in queries]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
@@ -706,7 +728,7 @@ class LetterRanker:
         if not self.config.calibrate:
             return 0.0
         if (name, task, n) not in self._bias:  # not stored with the adapter: measure it once
-            prompt = prompts.content_free(task, n, template=self.template)
+            prompt = prompts.content_free(task, n, template=self.templates[task])
             logits = self._letter_logits([prompt], [name], n)[0]
             self._bias[(name, task, n)] = logits - logits.mean()
         return self._bias[(name, task, n)]
@@ -726,8 +748,10 @@ class LetterRanker:
         ``max_new_tokens`` (default 8 per title), so every run costs the same.
         """
         tasks = self._tasks(likes, dislikes)
-        shown = self.texts([candidates[i] for i in self.prompt_order(candidates)], candidates=True)
-        texts = [prompts.list_prompt(task, self.texts(history), shown, n) for task, history in tasks]
+        order = self.prompt_order(candidates)
+        texts = [prompts.list_prompt(task, self.texts(history, task=task),
+                                     self.texts([candidates[i] for i in order], True, task), n)
+                 for task, history in tasks]
         rows = [encode(self.tokenizer, t) for t in texts]
         ids, mask, _ = left_pad(rows, self.pad_id, self.device)
         tokens = max_new_tokens or 8 * n

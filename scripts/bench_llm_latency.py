@@ -114,9 +114,7 @@ def main(args: argparse.Namespace) -> None:
     built_s = time.perf_counter() - start  # with --compile: compiling and warming up both adapters' graphs
 
     letters = timings(lambda: ranker.score(likes, dislikes, candidates), args.runs, args.warmup)
-    shown = ranker.texts(candidates, candidates=True)
-    built = [llm.prompts.build(t, ranker.texts(h), shown, ranker.texts(o), ranker.template)
-             for t, h, o in (("pos", likes, dislikes), ("neg", dislikes, likes))]
+    built = list(ranker.prompts_for(likes, dislikes, candidates).values())
     lengths = [len(llm.prompt_ids(tokenizer, b)) for b in built]
     shared = len(llm.encode(tokenizer, built[0].prefix))
     # the floor: the same prompts through the base model, read as the ranker reads them (a shared prefix once)

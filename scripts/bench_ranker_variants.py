@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llm_latency import person, timings  # noqa: E402
 from probe_cpu_speed import other_people  # noqa: E402
 
-from recsys import llm, prompts  # noqa: E402
+from recsys import llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import mean_ratings, prepare  # noqa: E402
 
@@ -44,9 +44,7 @@ from recsys.data import mean_ratings, prepare  # noqa: E402
 def tokens_read(ranker: llm.LetterRanker, likes, dislikes, candidates) -> tuple[int, int]:
     """(tokens the pass reads, tokens of the two whole prompts): a prefix both prompts share is read once when
     it is at least as long as the rest (``llm.shared_answer_hidden`` packs them into one row then)."""
-    shown = ranker.texts(candidates, candidates=True)
-    built = [prompts.build(t, ranker.texts(h), shown, ranker.texts(o), ranker.template)
-             for t, h, o in (("pos", likes, dislikes), ("neg", dislikes, likes))]
+    built = list(ranker.prompts_for(likes, dislikes, candidates).values())
     whole = sum(len(llm.prompt_ids(ranker.tokenizer, b)) for b in built)
     shared = len(llm.encode(ranker.tokenizer, built[0].prefix)) if built[0].prefix == built[1].prefix else 0
     suffixes = [len(llm.encode(ranker.tokenizer, b.suffix)) for b in built]

@@ -276,9 +276,26 @@ def test_adapters_of_different_scopes_are_refused(tiny_model, smol_tokenizer, to
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
 
 
-def test_adapters_of_different_templates_are_refused(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
-    set_scope(lora_dirs, ["answer", "answer"], prompts.TEMPLATES[:2])
-    with pytest.raises(ValueError, match="templates"):
+def test_adapters_of_different_templates_each_read_their_own(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    """A letters-v7 "pos" beside a letters-v5 "neg": each prompt in its adapter's template, the same scores as a
+    ranker of that template alone; a shared template (letters-v6) cannot be mixed, its prompts share a prefix."""
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v7", "letters-v5"])
+    mixed = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    assert mixed.templates == {"pos": "letters-v7", "neg": "letters-v5"} and mixed.template == "letters-v7+letters-v5"
+    assert mixed.sides_independent
+    built = mixed.prompts_for(LIKES, DISLIKES, CANDIDATES)
+    assert ": " in built["pos"].text and "[" not in built["pos"].text and "[" in built["neg"].text
+    pos, neg = mixed.score(LIKES, DISLIKES, CANDIDATES)
+    for task, scores, template in (("pos", pos, "letters-v7"), ("neg", neg, "letters-v5")):
+        set_scope(lora_dirs, ["answer", "answer"], [template] * 2)
+        alone = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+        assert alone.prompts_for(LIKES, DISLIKES, CANDIDATES)[task] == built[task]
+        np.testing.assert_allclose(scores, alone.score(LIKES, DISLIKES, CANDIDATES)[task == "neg"], atol=1e-5)
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v7", "letters-v5"])
+    with pytest.raises(ValueError, match="templates"):  # asked for one template, the adapters read two
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(template="letters-v5"))
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v6", "letters-v5"])
+    with pytest.raises(ValueError, match="shared template"):
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
     set_scope(lora_dirs, ["answer", "answer"], ["letters-v6"] * 2)
     with pytest.raises(ValueError, match="templates"):
