@@ -586,6 +586,11 @@ class LetterRanker:
         return compiled
 
     @property
+    def compiled(self) -> bool:
+        """Whether the CPU ranking pass runs compiled (``config.compile`` asked for it and compiling worked)."""
+        return self._compiled is not None
+
+    @property
     def sides_independent(self) -> bool:
         """Whether the pos scores ignore the dislikes and the neg scores the likes (recsys.memo): true of the
         paper's two prompts (letters-v5), not of the shared one (letters-v6 shows both histories to both)."""

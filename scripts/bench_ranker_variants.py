@@ -1,7 +1,9 @@
 """The ranking pass under each (adapter pair, dtype): how long it takes and how far bfloat16 moves the scores.
 
-For every adapter folder given (each holds a "pos" and a "neg" adapter and names its prompt template) and
-every dtype, builds ``LetterRanker`` exactly as the app does (``llm.load_base`` + the adapters) and reports:
+For every adapter folder given (each holds a "pos" and a "neg" adapter and names its prompt template, one
+template or one per adapter), every dtype and every pass (``--passes``: eager, and compiled as with
+``RECSYS_COMPILE=true``), builds ``LetterRanker`` exactly as the app does (``llm.load_base`` + the adapters) and
+reports:
 
 - ``LetterRanker.score`` for the benchmark person (10 likes, 5 dislikes, SASRec's 20 candidates;
   ``bench_llm_latency.person``), median and p95 over ``--runs``, all variants timed in turn (interleaved)
@@ -14,6 +16,7 @@ every dtype, builds ``LetterRanker`` exactly as the app does (``llm.load_base`` 
 Prints a markdown table with the command, machine and date.
 
     python scripts/bench_ranker_variants.py --adapters-dirs assets/adapters runs/v6/adapters --runs 20
+    python scripts/bench_ranker_variants.py --adapters-dirs assets/adapters runs/mixed --dtypes bfloat16 --passes eager compiled
 """
 
 from __future__ import annotations
@@ -58,12 +61,14 @@ def main(args: argparse.Namespace) -> None:
     catalog = Catalog(ds.items).with_ratings(mean_ratings(split))  # as the app: training parts only
     likes, dislikes, candidates = person(split, args.sasrec_dir)
     people = other_people(split, args.people, args.seed)
-    rankers: dict[tuple[str, str], llm.LetterRanker] = {}
+    rankers: dict[tuple[str, str, str], llm.LetterRanker] = {}
     for folder in args.adapters_dirs:
         for dtype in args.dtypes:
-            model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu", getattr(torch, dtype))
-            rankers[(str(folder), dtype)] = llm.LetterRanker(
-                model, tokenizer, {n: Path(folder) / n for n in llm.ADAPTER_NAMES}, catalog)
+            for pass_ in args.passes:
+                model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu", getattr(torch, dtype))
+                rankers[(str(folder), dtype, pass_)] = llm.LetterRanker(
+                    model, tokenizer, {n: Path(folder) / n for n in llm.ADAPTER_NAMES}, catalog,
+                    llm.RankerConfig(compile=pass_ == "compiled"))
     fns = [lambda r=r: r.score(likes, dislikes, candidates) for r in rankers.values()]
     for fn in fns:  # warm-up
         fn()
@@ -78,15 +83,17 @@ def main(args: argparse.Namespace) -> None:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "
           f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"{args.runs} timed runs per variant, interleaved; agreement over {len(people)} people\n")  # noqa: T201
-    print("| adapters | template | dtype | tokens read (of the two prompts) | p50 ms | p95 ms | "  # noqa: T201
-          "vs float32: Spearman per prompt (median, min) | same top candidate |")
-    print("|---|---|---|---|---|---|---|---|")  # noqa: T201
+    print("| adapters | template | dtype | pass | tokens read (of the two prompts) | p50 ms | p95 ms | "  # noqa: T201
+          "vs float32 eager: Spearman per prompt (median, min) | same top candidate |")
+    print("|---|---|---|---|---|---|---|---|---|")  # noqa: T201
     for (key, ranker), t in zip(rankers.items(), times, strict=True):
-        folder, dtype = key
+        folder, dtype, pass_ = key
+        if pass_ == "compiled" and not ranker.compiled:  # the ranker warned and runs eagerly
+            pass_ = "compiled (failed: eager)"
         read, whole = tokens_read(ranker, likes, dislikes, candidates)
         agree, top = "(reference)", ""
-        reference = scores.get((folder, "float32"))
-        if dtype != "float32" and reference is not None:
+        reference = scores.get((folder, "float32", "eager"))
+        if key != (folder, "float32", "eager") and reference is not None:
             rho, same = [], []
             for ref, new in zip(reference, scores[key], strict=True):
                 for a, b in zip(ref, new, strict=True):
@@ -94,9 +101,9 @@ def main(args: argparse.Namespace) -> None:
                         rho.append(spearmanr(a, b).statistic)
                         same.append(int(np.argmax(a) == np.argmax(b)))
             agree, top = f"{np.median(rho):.3f}, {np.min(rho):.3f}", f"{sum(same)} of {len(same)}"
-        elif dtype != "float32":
+        elif key != (folder, "float32", "eager"):
             agree = "–"
-        print(f"| {folder} | {ranker.template} | {dtype} | {read} ({whole}) | {np.percentile(t, 50):.0f} | "  # noqa: T201
+        print(f"| {folder} | {ranker.template} | {dtype} | {pass_} | {read} ({whole}) | {np.percentile(t, 50):.0f} | "  # noqa: T201
               f"{np.percentile(t, 95):.0f} | {agree} | {top} |")
 
 
@@ -104,6 +111,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--adapters-dirs", type=Path, nargs="+", default=[Path("assets/adapters")])
     p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"])
+    p.add_argument("--passes", nargs="+", choices=["eager", "compiled"], default=["eager"],
+                   help="compiled: RankerConfig(compile=True), each variant compiled and warmed up first (~1-3 min)")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--people", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)

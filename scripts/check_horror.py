@@ -5,11 +5,16 @@ a margin of a few hundredths there can be one order's letter noise. This prints 
 base model's zero-shot ones, for several prompt orders and dtypes, with their mean over the orders:
 
     .venv/bin/python scripts/check_horror.py [ADAPTERS_DIR] [--seeds 0 1 2 3 4 5 6 7] [--dtypes float32 bfloat16]
+
+``--record`` also writes the float32 summary into both adapters' metadata.json under ``clear_case``, as
+``recsys.finetune`` does for a pair it trains (for a pair put together from two trainings, e.g. a letters-v7
+"pos" beside a letters-v5 "neg").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import sys
@@ -21,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recsys import clear_case, llm  # noqa: E402
+from recsys import clear_case, finetune, llm  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +35,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(clear_case.ORDERS))
     p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--record", action="store_true",
+                   help="write the float32 summary over the default orders into each adapter's metadata.json")
     args = p.parse_args()
+    if args.record and "float32" not in args.dtypes:
+        p.error("--record needs float32 among --dtypes (the dtype the adapters were trained in)")
     torch.set_num_threads(args.threads)
     print(f"command: {shlex.join(['scripts/check_horror.py', *sys.argv[1:]])}")
     print(f"machine: {platform.machine()} ({platform.processor() or 'cpu'}), {torch.get_num_threads()} threads, "
@@ -46,6 +55,16 @@ def main() -> None:
             first = clear_case.margins(ranker, zero_shot, 0)
             print(f"| {dtype} | {name} | {first.neg:+.3f} | {first.pos:+.3f} | {s['neg_mean']:+.3f} ({s['neg_min']:+.3f}) "
                   f"| {s['pos_mean']:+.3f} ({s['pos_min']:+.3f}) |", flush=True)
+        if args.record and dtype == "float32":
+            record(args.adapters, ranker)
+
+
+def record(folder: Path, ranker: llm.LetterRanker) -> None:
+    """``finetune.with_clear_case`` of the pair in ``folder``, written back into its metadata files."""
+    metas = {task: llm.read_metadata(folder / task) for task in llm.ADAPTER_NAMES}
+    for task, meta in finetune.with_clear_case(metas, ranker).items():
+        (folder / task / llm.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"recorded clear_case in {folder}/{{pos,neg}}/metadata.json", flush=True)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,26 @@ def test_the_summary_is_the_mean_and_worst_order():
     wrong = StandIn(pos_sign=1.0, neg_sign=-1.0)
     assert clear_case.summary(wrong, orders=[0, 1, 2])["neg_mean"] == -2.0
     assert right.seen == [0, 1, 2] and clear_case.summary(right)["orders"] == len(clear_case.ORDERS)
+
+
+def test_check_horror_records_the_summary_in_both_adapters_metadata(tmp_path):
+    """scripts/check_horror.py --record: a pair put together from two trainings gets the margins the trainer
+    writes for the pairs it trains, each metadata file keeping its own facts."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "check_horror", Path(__file__).resolve().parents[1] / "scripts" / "check_horror.py")
+    check_horror = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_horror)
+    for task, template in (("pos", "letters-v7"), ("neg", "letters-v5")):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "metadata.json").write_text(json.dumps({"task": task, "template_version": template}))
+    check_horror.record(tmp_path, StandIn(pos_sign=-1.0, neg_sign=1.0))
+    for task, template in (("pos", "letters-v7"), ("neg", "letters-v5")):
+        meta = json.loads((tmp_path / task / "metadata.json").read_text())
+        assert meta["task"] == task and meta["template_version"] == template
+        assert meta["clear_case"]["adapters"] == {"orders": 8, "neg_mean": 4.5, "neg_min": 1.0, "pos_mean": 4.5,
+                                                  "pos_min": 1.0}
+        assert meta["clear_case"]["zero_shot"]["neg_mean"] == -4.5

@@ -316,7 +316,7 @@ def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, t
     counters.clear()
     config = llm.RankerConfig(compile=True, compile_backend="eager")
     compiled = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog, config)
-    assert compiled._compiled is not None and eager._compiled is None
+    assert compiled.compiled and not eager.compiled
     warmed = counters["stats"]["unique_graphs"]
     assert warmed >= 2  # pos and neg, traced when the ranker was built
     calls = []
@@ -338,7 +338,7 @@ def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, t
     set_scope(lora_dirs, ["answer", "answer"], ["letters-v7"] * 2)
     broken = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog,
                               llm.RankerConfig(compile=True, compile_backend="no-such-backend"))
-    assert broken._compiled is None and "ranking eagerly" in caplog.text
+    assert not broken.compiled and "ranking eagerly" in caplog.text
     np.testing.assert_allclose(broken.score(LIKES, DISLIKES, CANDIDATES)[0], eager.score(LIKES, DISLIKES, CANDIDATES)[0],
                                atol=1e-5)
 
@@ -350,7 +350,7 @@ def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tok
     eager = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
     torch._dynamo.reset()
     compiled = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(compile=True))
-    assert compiled._compiled is not None
+    assert compiled.compiled
     for likes, dislikes in ((LIKES, DISLIKES), (LIKES[:2], DISLIKES[:1])):
         for got, want in zip(compiled.score(likes, dislikes, CANDIDATES), eager.score(likes, dislikes, CANDIDATES),
                              strict=True):

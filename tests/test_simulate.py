@@ -501,3 +501,33 @@ def test_the_compile_flag_reaches_the_ranker(tmp_path, monkeypatch, toy_catalog)
         cfg = sim_cli.config_from_args(sim_cli.make_parser().parse_args([*argv, "--adapters-dir", str(tmp_path)]))
         assert cfg.compile is want and sim_cli.load_llm(cfg, toy_catalog) == "ranker"
         assert seen[-1].compile is want
+
+
+def test_two_runs_of_the_same_people_are_paired_condition_by_condition():
+    """report.runs_table (scripts/compare_sim_runs.py): new − old per person for the conditions both runs have;
+    an unchanged condition gives exactly 0, and runs of other people or settings are refused."""
+    from recsys.sim.report import runs_table
+
+    def cond(genre, disliked, like, ndcg):  # 2 people, 3 rounds
+        return {"genre_share": [[g, g, g] for g in genre], "cum_disliked": [[0, 0, d] for d in disliked],
+                "like_share": [[x] * 3 for x in like], "ndcg": [[n, 0.0, 0.0] for n in ndcg]}
+
+    config = {"dataset": "toy", "rounds": 3, "k": 10, "seed": 42, "p_unknown_dislike": 0.0}
+    same = cond([0.4, 0.2], [2, 2], [0.1, 0.1], [0.2, 0.2])
+    old = {"config": config, "users": {"test": [7, 9]},
+           "per_user": {"burst": {"SASRec": same, "SASRec + LLM pos+neg (α=0.6)": cond([0.4, 0.2], [2, 2], [0.1, 0.1],
+                                                                                      [0.2, 0.2])}}}
+    new = {**old, "per_user": {"burst": {"SASRec": same, "SASRec + LLM pos+neg (α=0.6)": cond(
+        [0.2, 0.1], [1, 1], [0.2, 0.1], [0.3, 0.3]), "SASRec + only in new": same}}}
+    lines = runs_table(new, old, "burst")
+    assert lines[0].startswith("| condition | Δ burst-genre share r1 |")
+    rows = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[1:] for line in lines[2:]}
+    assert set(rows) == {"SASRec", "SASRec + LLM pos+neg (α=0.6)"}
+    assert rows["SASRec"][0].startswith("+0.0 pp [+0.0, +0.0]")
+    llm_row = rows["SASRec + LLM pos+neg (α=0.6)"]
+    assert llm_row[0].startswith("-15.0 pp") and llm_row[2].startswith("-50%")  # genre −0.2/−0.1; 1 vs 2 disliked
+    assert llm_row[3].startswith("+5.0 pp") and llm_row[4].startswith("+50%")  # like +0.1/0; NDCG +0.1 over 0.2
+    with pytest.raises(ValueError, match="different people"):
+        runs_table({**new, "users": {"test": [7, 8]}}, old, "burst")
+    with pytest.raises(ValueError, match="seed"):
+        runs_table({**new, "config": {**config, "seed": 1}}, old, "burst")

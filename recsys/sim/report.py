@@ -149,6 +149,35 @@ def comparisons_table(result: Mapping[str, Any], scenario: str) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]
 
 
+def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) -> list[str]:
+    """Two runs of the same people (e.g. two adapter pairs), each condition the runs share paired per person
+    across them (``new`` − ``old``): in the burst scenario the burst genre's share in list 1 and over rounds 1–3,
+    then, in every scenario, disliked movies shown in 3 rounds (relative to ``old``), like share over rounds
+    1–3 and list 1's graded NDCG@10 (relative). Conditions that do not involve the LLM come out as 0 when
+    both runs used the same SASRec, which checks the pairing. Raises ValueError unless both runs saw the
+    same people, rounds and seed."""
+    for key in ("dataset", "rounds", "k", "seed", "p_unknown_dislike"):
+        if new["config"][key] != old["config"][key]:
+            raise ValueError(f"the runs differ in {key}: {new['config'][key]!r} vs {old['config'][key]!r}")
+    if new["users"]["test"] != old["users"]["test"]:
+        raise ValueError("the runs simulated different people: a paired comparison needs the same ones")
+    r3 = min(3, new["config"]["rounds"])
+    head = ["condition"]
+    if scenario == "burst":
+        head += ["Δ burst-genre share r1", f"Δ burst-genre share r1–{r3}"]
+    head += [f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}", "Δ graded NDCG@10 r1"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cond in (c for c in new["per_user"][scenario] if c in old["per_user"][scenario]):
+        a, b = _arrays(new, scenario, cond), _arrays(old, scenario, cond)
+        cells = [cond]
+        if scenario == "burst":
+            cells += [_mean_delta(a["genre_share"], b["genre_share"], 1),
+                      _mean_delta(a["genre_share"], b["genre_share"], r3)]
+        cells += [*_dislike_like_deltas(a, b, r3), paired_delta(a["ndcg"][:, 0], b["ndcg"][:, 0], relative=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _alpha(cond: str) -> str | None:
     found = re.search(r"α=([\d.]+)", cond)
     return found.group(1) if found else None
