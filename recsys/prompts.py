@@ -42,6 +42,8 @@ Three templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters
   scifi 4.1 (C)" for "Alien [Horror, Sci-Fi] rated 4.1 (C)" (lower-case genre words after a space are
   single tokens) and a shorter question, "Which will I like most?" (~840 tokens for the pair instead of
   ~1050, so the ranking pass costs ~20% less; docs/BENCHMARKS.md §2).
+- letters-v8 (an experiment): letters-v7 with letters-v5's genre tags, "Alien [Horror, Sci-Fi] 4.1 (C)": whether
+  the v7 negative adapters' weakness comes from the lower-case genre word (docs/BENCHMARKS.md §2, "Session 15").
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).
@@ -58,9 +60,10 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATES = ("letters-v5", "letters-v6", "letters-v7")
+TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8")
 SHARED_TEMPLATES = frozenset({"letters-v6"})  # one block before the question for both tasks
-COMPACT_TEMPLATES = frozenset({"letters-v7"})  # letters-v5 in ~20% fewer tokens: see movie_text and QUESTION
+COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8"})  # the short question, no " rated": see movie_text
+GENRE_WORD_TEMPLATES = frozenset({"letters-v7"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
 
 Task = Literal["pos", "neg"]
@@ -115,7 +118,7 @@ class Prompt:
 
 
 def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GENRES, rating: bool = False,
-               compact: bool = False) -> str:
+               compact: bool = False, genre_words: bool | None = None) -> str:
     """How a movie appears in a prompt: 'Alien [Horror, Sci-Fi]' (+ ' (1979)' with ``show_year``).
 
     Trailing alternative titles are dropped: 'Men in Black (a.k.a. MIB)' -> 'Men in Black'. Genres are
@@ -130,12 +133,13 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
 
     ``compact`` (letters-v7) says the same in fewer tokens: 'Alien: horror scifi 4.1'. Lower-case genre
     words after a space are single tokens where '[Horror, Sci-Fi]' spends 7, and the number needs no
-    ' rated': a candidate line costs ~14 tokens instead of ~18 (tests/test_prompts.py).
+    ' rated': a candidate line costs ~14 tokens instead of ~18 (tests/test_prompts.py). ``genre_words`` (default:
+    ``compact``) picks the genre format alone: letters-v8 is compact with the bracketed tags, 'Alien [Horror, Sci-Fi] 4.1'.
     """
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
     tags = shown_genres(movie, genres)
-    if compact:
+    if compact if genre_words is None else genre_words:
         text = f"{text}: {' '.join(COMPACT_GENRE.get(g, g.lower()) for g in tags)}" if tags else text
     else:
         text = f"{text} [{', '.join(tags)}]" if tags else text
@@ -153,7 +157,8 @@ def texts(movies: Sequence[Movie], show_year: bool = SHOW_YEAR, candidates: bool
     """``movie_text`` of each movie as ``template`` shows it; ``candidates`` lines also carry the mean
     rating (``SHOW_RATING``)."""
     compact = check_template(template) in COMPACT_TEMPLATES
-    return [movie_text(m, show_year, rating=candidates and SHOW_RATING, compact=compact) for m in movies]
+    return [movie_text(m, show_year, rating=candidates and SHOW_RATING, compact=compact,
+                       genre_words=template in GENRE_WORD_TEMPLATES) for m in movies]
 
 
 def letters(n: int) -> str:

@@ -148,3 +148,17 @@ def test_compact_template_says_the_same_in_fewer_tokens(smol_tokenizer, toy_cata
     assert sizes["letters-v7"] < 0.85 * sizes["letters-v5"], sizes
     with pytest.raises(ValueError, match="unknown prompt template"):
         prompts.texts([alien], template="letters-v0")
+
+
+def test_letters_v8_is_the_compact_prompt_with_bracketed_genre_tags(smol_tokenizer):  # noqa: F811
+    """letters-v8: letters-v7's question and bare number, letters-v5's genre tags (the session-15 experiment)."""
+    alien = Movie(2, "Alien", 1979, ("Horror", "Sci-Fi"), rating=4.06)
+    assert prompts.texts([alien], candidates=True, template="letters-v8") == ["Alien [Horror, Sci-Fi] 4.1"]
+    assert prompts.texts([alien], template="letters-v8") == ["Alien [Horror, Sci-Fi]"]
+    assert prompts.movie_text(alien, rating=True, compact=True, genre_words=False) == "Alien [Horror, Sci-Fi] 4.1"
+    built = {t: prompts.build("neg", prompts.texts([alien], template=t), prompts.texts([alien], candidates=True, template=t),
+                              template=t) for t in ("letters-v5", "letters-v7", "letters-v8")}
+    assert built["letters-v8"].suffix == ("I disliked:\nAlien [Horror, Sci-Fi]\nMovies:\nAlien [Horror, Sci-Fi] 4.1 (A)\n"
+                                          "Which will I dislike most?<|im_end|>\n<|im_start|>assistant\n(")
+    n = {t: len(smol_tokenizer(b.text, add_special_tokens=False)["input_ids"]) for t, b in built.items()}
+    assert n["letters-v7"] < n["letters-v8"] < n["letters-v5"], n
