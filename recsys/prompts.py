@@ -139,7 +139,8 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
     tags = shown_genres(movie, genres)
-    if compact if genre_words is None else genre_words:
+    words = compact if genre_words is None else genre_words
+    if words:
         text = f"{text}: {' '.join(COMPACT_GENRE.get(g, g.lower()) for g in tags)}" if tags else text
     else:
         text = f"{text} [{', '.join(tags)}]" if tags else text

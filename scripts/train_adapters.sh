@@ -7,8 +7,9 @@
 # reruns), then ~15 min for 6 epochs. Resumes from runs/adapters.
 # The shipped pair mixes two templates (session 15): "neg" is this command's letters-v5 adapter (session 6, both
 # tasks), "pos" the letters-v7 one of
-#   scripts/train_adapters.sh --template letters-v7 --task pos --init-seed 3 --out-dir runs/v7pos --run-dir runs/v7pos/run
-# (14 + 3 min on a 2-core CPU), copied into assets/adapters/pos; then scripts/check_horror.py assets/adapters --record.
+#   scripts/train_adapters.sh --template letters-v7 --task pos --init-seed 3 --out-dir runs/v7pos/adapters --run-dir runs/v7pos/run
+# (14 + 3 min on a 2-core CPU), runs/v7pos/adapters/pos copied into assets/adapters/pos; then
+# scripts/check_horror.py assets/adapters --record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m recsys.finetune --labels rated --user-fraction 0.5 --max-examples-per-user 6 \
