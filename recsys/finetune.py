@@ -730,6 +730,11 @@ def save_adapters(model: Any, out_dir: Path, metadata: dict[str, dict[str, Any]]
     """peft's files of each adapter in ``out_dir/<name>/`` + its metadata.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), selected_adapters=list(metadata))  # named adapters -> out_dir/<name>
+    write_metadata(out_dir, metadata)
+
+
+def write_metadata(out_dir: Path, metadata: dict[str, dict[str, Any]]) -> None:
+    """Each adapter's metadata.json in ``out_dir/<name>/``."""
     for name, meta in metadata.items():
         (out_dir / name / llm.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -832,15 +837,17 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
         ranker = llm.load_ranker(cfg.base_model, cfg.cache_dir, cfg.out_dir, clear_case.catalog(), device="cpu",
                                  dtype=torch.float32)
         metas = with_clear_case(metas, ranker)
-        for task, meta in metas.items():
-            (cfg.out_dir / task / llm.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_metadata(cfg.out_dir, metas)
         log.info("clear case over %d orders: %s", len(clear_case.ORDERS), metas["neg"]["clear_case"]["adapters"])
     return metas
 
 
-def with_clear_case(metas: dict[str, dict[str, Any]], ranker: Any) -> dict[str, dict[str, Any]]:
-    """``metas`` with the pair's margins on recsys/clear_case.py (and the base model's, zero-shot) in each."""
-    check = {"adapters": clear_case.summary(ranker), "zero_shot": clear_case.summary(ranker, zero_shot=True)}
+def with_clear_case(metas: dict[str, dict[str, Any]], ranker: Any,
+                    check: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, Any]]:
+    """``metas`` with the pair's margins on recsys/clear_case.py (and the base model's, zero-shot) in each;
+    ``check``: those summaries, {"adapters": ..., "zero_shot": ...}, when already computed over the default orders."""
+    if check is None:
+        check = {"adapters": clear_case.summary(ranker), "zero_shot": clear_case.summary(ranker, zero_shot=True)}
     return {task: {**meta, "clear_case": check} for task, meta in metas.items()}
 
 

