@@ -144,6 +144,14 @@ class FinetuneConfig:
     threads: int | None = None  # torch CPU threads; 1 is steadier than 2 on a CPU shared with other jobs
     show_year: bool = prompts.SHOW_YEAR
     template: str = prompts.TEMPLATE_VERSION  # prompts.TEMPLATES; letters-v6 shows both histories to both adapters
+    # train on the base model's first this-many decoder layers only (llm.keep_layers; None: all): a cheaper ranking
+    # pass; recorded in metadata.json, and the ranker cuts its base model the same way (lora_layers must lie below it)
+    base_layers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.base_layers is not None and self.lora_layers and max(self.lora_layers) >= self.base_layers:
+            raise ValueError(f"--lora-layers {max(self.lora_layers)} is not among the {self.base_layers} layers "
+                             "--base-layers keeps (indices 0 to base_layers - 1)")
 
     @property
     def tasks(self) -> tuple[prompts.Task, ...]:
@@ -675,7 +683,8 @@ def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequenc
     """
     prompts_only = [(ex.candidates, [(q.task, q.history) for q in ex.queries]) for ex in (*train, *val)]
     key = repr((cfg.dataset, cfg.base_model, cfg.template, cfg.show_year, cfg.adapter_scope,
-                cfg.frozen_dtype, min(cfg.lora_layers) if cfg.lora_layers else 0, len(train), prompts_only))
+                cfg.frozen_dtype, min(cfg.lora_layers) if cfg.lora_layers else 0, len(train), prompts_only,
+                *([cfg.base_layers] if cfg.base_layers is not None else [])))  # (stores of the whole model keep their key)
     folder = cfg.run_dir / cfg.task / f"base-pass-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
     out: list[list[Any]] = []
@@ -752,7 +761,7 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
     final, zero = state.evals[-1], state.evals[0]
     return {
         "task": task, "base_model": cfg.base_model, "template_version": cfg.template,
-        "adapter_scope": cfg.adapter_scope,
+        "adapter_scope": cfg.adapter_scope, "base_layers": cfg.base_layers,
         "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
         "split": "leave-one-out; examples from split.train(u) only",
         "n_train_users": n_users[0], "n_val_users": n_users[1],
@@ -822,6 +831,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
         log.info("validation, catalog mean rating alone: %s", reference)
     device = llm.resolve_device(cfg.device)
     model, tokenizer = llm.load_base(cfg.base_model, cfg.cache_dir, device, load_in_4bit=device == "cuda")
+    model = llm.keep_layers(model, cfg.base_layers)
     model, state = train_adapter(model, tokenizer, catalog, train, val, cfg, cfg.run_dir / cfg.task / "checkpoint.pt")
     letter_ids = llm.letter_token_ids(tokenizer, cfg.n_candidates)
     metas = {}
@@ -891,6 +901,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchor-tasks", nargs="+", choices=["pos", "neg"], default=list(d.anchor_tasks),
                    help="with --anchor-weight: the adapters kept near the base model's calibrated letter choice")
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
+    p.add_argument("--base-layers", type=int, default=None,
+                   help="keep only the base model's first N decoder layers (a cheaper ranking pass; default: all)")
     p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
                    help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
     p.add_argument("--adapter-scope", choices=list(llm.SCOPES), default=d.adapter_scope,

@@ -166,6 +166,36 @@ def load_base(
     return model.eval(), tokenizer
 
 
+def keep_layers(model: Any, n: int | None) -> Any:
+    """``model`` (plain, not yet wrapped by peft) with only its first ``n`` decoder layers, in place; None: unchanged.
+
+    The final norm and the LM head then read layer ``n``'s output. Adapters trained on such a base record
+    ``base_layers`` in their metadata, and the ranker cuts its base model to that depth before attaching them: the
+    prompt pass costs about ``n``/30 of SmolLM2-135M's (docs/BENCHMARKS.md §2, "Session 16").
+    """
+    if n is None:
+        return model
+    decoder = model.get_decoder()
+    have = len(decoder.layers)
+    if not 1 <= n <= have:
+        raise ValueError(f"can keep 1 to {have} decoder layers of this model, asked for {n}")
+    decoder.layers = decoder.layers[:n]
+    model.config.num_hidden_layers = n
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:n]
+    return model
+
+
+def base_layers(metadata: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The base-model depth the adapters were trained on (metadata ``base_layers``; None: the whole model).
+    Both adapters run on one base model, so they must agree."""
+    depths = {meta.get("base_layers") for meta in metadata.values()}
+    if len(depths) > 1:
+        raise ValueError(f"the adapters were trained on base models cut to different depths {sorted(depths, key=str)}: "
+                         "train them on the same --base-layers")
+    return depths.pop() if depths else None
+
+
 def nf4_config(compute_dtype: torch.dtype) -> Any:
     """bitsandbytes 4-bit NF4 (QLoRA); imported here because only CUDA machines need bitsandbytes."""
     from transformers import BitsAndBytesConfig
@@ -539,8 +569,9 @@ class LetterRanker:
         missing = set(self.adapters) and set(ADAPTER_NAMES) - set(self.adapters)
         if missing:
             raise ValueError(f"adapters must include {ADAPTER_NAMES}; missing {sorted(missing)}")
-        self.model = attach_adapters(model, self.adapters) if self.adapters else model.eval()
         self.metadata = {name: read_metadata(folder) for name, folder in self.adapters.items()}
+        model = keep_layers(model, base_layers(self.metadata))  # the depth the adapters were trained on
+        self.model = attach_adapters(model, self.adapters) if self.adapters else model.eval()
         self.letter_ids = letter_token_ids(tokenizer, len(prompts.LETTERS))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._bias: dict[tuple[str, str, int], np.ndarray] = {}  # (adapter, task, n) -> (n,)

@@ -20,6 +20,8 @@ Prints a markdown table (p50/p95 over ``--runs`` after ``--warmup``) with the co
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import os
 import platform
 import shlex
@@ -109,6 +111,8 @@ def main(args: argparse.Namespace) -> None:
     shipped = all((args.adapters_dir / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES)
     adapters = {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES} if shipped else \
         random_adapters(model, Path(tempfile.mkdtemp()))
+    cut = llm.base_layers({n: llm.read_metadata(f) for n, f in adapters.items()})
+    whole = copy.deepcopy(model) if cut is not None and args.gen_runs else None  # before the ranker cuts ``model``
     start = time.perf_counter()
     ranker = llm.LetterRanker(model, tokenizer, adapters, catalog, llm.RankerConfig(compile=args.compile))
     built_s = time.perf_counter() - start  # with --compile: compiling and warming up both adapters' graphs
@@ -119,9 +123,23 @@ def main(args: argparse.Namespace) -> None:
     shared = len(llm.encode(tokenizer, built[0].prefix))
     # the floor: the same prompts through the base model, read as the ranker reads them (a shared prefix once)
     base = timings(lambda: ranker.score_zero_shot(likes, dislikes, candidates), args.runs, args.warmup)
-    generate = timings(lambda: ranker.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1) \
+    # the seed paper's way reads the whole base model: beside adapters trained on a cut of it (metadata base_layers),
+    # generation runs on the whole model with untrained stand-ins reading the same templates (they cost what any do)
+    gen = ranker if whole is None else llm.LetterRanker(whole, tokenizer, stand_ins(whole, ranker.templates), catalog)
+    generate = timings(lambda: gen.generate_ranking(likes, dislikes, candidates, n=10), args.gen_runs, 1) \
         if args.gen_runs else []
     print(report(args, letters, base, generate, model, lengths, shared, shipped, ranker, built_s))
+    if whole is not None:
+        print(f"\nThe adapters were trained on the base model's first {cut} of {len(whole.get_decoder().layers)} "
+              "layers (letters and floor rows); generation ran on the whole model with untrained stand-in adapters.")
+
+
+def stand_ins(model, templates: dict[str, str]) -> dict[str, Path]:
+    """``random_adapters`` whose metadata names ``templates`` (task -> template): the prompts of the adapters they stand in for."""
+    folders = random_adapters(model, Path(tempfile.mkdtemp()))
+    for name, folder in folders.items():
+        (folder / llm.METADATA_FILE).write_text(json.dumps({"template_version": templates[name]}))
+    return folders
 
 
 def report(args, letters: list[float], base: list[float], generate: list[float], model, lengths: list[int],

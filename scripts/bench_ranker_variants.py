@@ -83,9 +83,9 @@ def main(args: argparse.Namespace) -> None:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "
           f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"{args.runs} timed runs per variant, interleaved; agreement over {len(people)} people\n")  # noqa: T201
-    print("| adapters | template | dtype | pass | tokens read (of the two prompts) | p50 ms | p95 ms | "  # noqa: T201
+    print("| adapters | template | base layers | dtype | pass | tokens read (of the two prompts) | p50 ms | p95 ms | "  # noqa: T201
           "vs float32 eager: Spearman per prompt (median, min) | same top candidate |")
-    print("|---|---|---|---|---|---|---|---|---|")  # noqa: T201
+    print("|---|---|---|---|---|---|---|---|---|---|")  # noqa: T201
     for (key, ranker), t in zip(rankers.items(), times, strict=True):
         folder, dtype, pass_ = key
         if pass_ == "compiled" and not ranker.compiled:  # the ranker warned and runs eagerly
@@ -103,7 +103,8 @@ def main(args: argparse.Namespace) -> None:
             agree, top = f"{np.median(rho):.3f}, {np.min(rho):.3f}", f"{sum(same)} of {len(same)}"
         elif key != (folder, "float32", "eager"):
             agree = "–"
-        print(f"| {folder} | {ranker.template} | {dtype} | {pass_} | {read} ({whole}) | {np.percentile(t, 50):.0f} | "  # noqa: T201
+        layers = len(llm.base_decoder(ranker.model).layers)  # fewer where the adapters were trained on a cut
+        print(f"| {folder} | {ranker.template} | {layers} | {dtype} | {pass_} | {read} ({whole}) | {np.percentile(t, 50):.0f} | "  # noqa: T201
               f"{np.percentile(t, 95):.0f} | {agree} | {top} |")
 
 

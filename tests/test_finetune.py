@@ -3,6 +3,7 @@ epoch runs, a tiny overfit lowers the loss, checkpoints resume, adapters round-t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import replace
@@ -358,3 +359,43 @@ def test_a_trained_pair_records_its_clear_case_margins():
     assert metas["pos"]["task"] == "pos" and metas["neg"]["clear_case"] == metas["pos"]["clear_case"]
     assert metas["neg"]["clear_case"]["adapters"]["neg_mean"] > 0 > metas["neg"]["clear_case"]["zero_shot"]["neg_mean"]
     assert metas["neg"]["clear_case"]["adapters"]["orders"] == 8
+
+
+def test_adapters_trained_on_a_cut_base_model_rank_on_the_same_cut(toy_split, toy_catalog, smol_tokenizer,  # noqa: F811
+                                                                   tmp_path, monkeypatch):
+    """--base-layers: training cuts the base model to its first N decoder layers and records N; a ranker handed the
+    whole model cuts it the same way before attaching the adapters, and scores as a model built with N layers does."""
+    from transformers import LlamaForCausalLM
+
+    whole = make_tiny_model(len(smol_tokenizer))
+    loaded = []
+    monkeypatch.setattr(llm, "load_base", lambda *a, **kw: loaded.append(copy.deepcopy(whole)) or (loaded[-1], smol_tokenizer))
+    cfg = tiny_config(tmp_path, task="both", base_layers=1, adapter_scope="answer", lora_layers=(0,),
+                      frozen_dtype="float32", epochs=2.0)
+    metas = finetune.run(cfg, toy_split, toy_catalog, FakeRetriever(toy_catalog), "fake")
+    assert len(loaded) == 2  # training, then the clear case's ranker (a whole model each time, cut by both)
+    assert [len(llm.base_decoder(m).layers) for m in loaded] == [1, 1]
+    assert metas["pos"]["base_layers"] == metas["neg"]["base_layers"] == 1
+    assert json.loads((cfg.out_dir / "neg" / llm.METADATA_FILE).read_text())["base_layers"] == 1
+
+    dirs = {name: cfg.out_dir / name for name in ("pos", "neg")}
+    ranker = llm.LetterRanker(copy.deepcopy(whole), smol_tokenizer, dirs, toy_catalog)
+    one_layer = LlamaForCausalLM(replace(whole.config, num_hidden_layers=1)).eval()
+    missing, unexpected = one_layer.load_state_dict(whole.state_dict(), strict=False)
+    assert not missing and unexpected and all(".layers.1." in k for k in unexpected)
+    built = llm.LetterRanker(one_layer, smol_tokenizer, dirs, toy_catalog)
+    likes, dislikes, cands = [1, 2, 3], [4, 5], [6, 7, 8, 9, 10, 11, 12, 13]
+    for got, want in zip(ranker.score(likes, dislikes, cands), built.score(likes, dislikes, cands), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    for name in dirs:  # the same adapters on the whole model: other scores (the cut is what they were trained on)
+        meta = json.loads((dirs[name] / llm.METADATA_FILE).read_text())
+        (dirs[name] / llm.METADATA_FILE).write_text(json.dumps({**meta, "base_layers": None}))
+    uncut = llm.LetterRanker(copy.deepcopy(whole), smol_tokenizer, dirs, toy_catalog)
+    assert len(llm.base_decoder(uncut.model).layers) == 2
+    assert not np.allclose(uncut.score(likes, dislikes, cands)[0], ranker.score(likes, dislikes, cands)[0], atol=1e-3)
+
+
+def test_lora_layers_must_lie_within_the_kept_base_layers(tmp_path):
+    with pytest.raises(ValueError, match="--lora-layers 18 is not among the 18 layers"):
+        tiny_config(tmp_path, base_layers=18, lora_layers=tuple(range(12, 19)))
+    assert tiny_config(tmp_path, base_layers=18, lora_layers=tuple(range(18))).base_layers == 18

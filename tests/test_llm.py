@@ -443,3 +443,22 @@ def test_score_many_scores_each_query_as_score_does(tiny_model, smol_tokenizer, 
             assert (side is None) == (want is None)
             if want is not None:
                 np.testing.assert_allclose(side, want, atol=1e-5)
+
+
+def test_keep_layers_cuts_the_decoder_and_adapters_must_agree_on_the_depth(tiny_model, smol_tokenizer, toy_catalog,
+                                                                           lora_dirs):
+    with pytest.raises(ValueError, match="1 to 2 decoder layers"):
+        llm.keep_layers(copy.deepcopy(tiny_model), 3)
+    assert llm.keep_layers(tiny_model, None) is tiny_model and len(tiny_model.model.layers) == 2
+    cut = llm.keep_layers(copy.deepcopy(tiny_model), 1)
+    assert len(cut.model.layers) == 1 and cut.config.num_hidden_layers == 1
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():  # the cut model is the whole one's first layer, then the final norm
+        hidden = tiny_model.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
+        np.testing.assert_allclose(cut.model(input_ids=ids).last_hidden_state, tiny_model.model.norm(hidden), atol=1e-5)
+    assert llm.base_layers({}) is None and llm.base_layers({"pos": {}, "neg": {"base_layers": None}}) is None
+    for folder, depth in zip(lora_dirs.values(), (1, None), strict=True):
+        meta = {"template_version": prompts.TEMPLATE_VERSION, "base_layers": depth}
+        (folder / llm.METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="different depths"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
