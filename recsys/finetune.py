@@ -144,14 +144,16 @@ class FinetuneConfig:
     threads: int | None = None  # torch CPU threads; 1 is steadier than 2 on a CPU shared with other jobs
     show_year: bool = prompts.SHOW_YEAR
     template: str = prompts.TEMPLATE_VERSION  # prompts.TEMPLATES; letters-v6 shows both histories to both adapters
-    # train on the base model's first this-many decoder layers only (llm.keep_layers; None: all): a cheaper ranking
-    # pass; recorded in metadata.json, and the ranker cuts its base model the same way (lora_layers must lie below it)
-    base_layers: int | None = None
+    # train on some of the base model's decoder layers only (llm.keep_layers: N = the first N, or the kept indices;
+    # None: all): a cheaper ranking pass; recorded in metadata.json, and the ranker cuts its base model the same way.
+    # lora_layers then index the KEPT layers (0 .. len(kept) - 1)
+    base_layers: int | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.base_layers is not None and self.lora_layers and max(self.lora_layers) >= self.base_layers:
-            raise ValueError(f"--lora-layers {max(self.lora_layers)} is not among the {self.base_layers} layers "
-                             "--base-layers keeps (indices 0 to base_layers - 1)")
+        kept = llm.kept_layers(self.base_layers)
+        if kept is not None and self.lora_layers and max(self.lora_layers) >= len(kept):
+            raise ValueError(f"--lora-layers {max(self.lora_layers)} is not among the {len(kept)} layers "
+                             f"--base-layers keeps (they are renumbered 0 to {len(kept) - 1})")
 
     @property
     def tasks(self) -> tuple[prompts.Task, ...]:
@@ -901,8 +903,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchor-tasks", nargs="+", choices=["pos", "neg"], default=list(d.anchor_tasks),
                    help="with --anchor-weight: the adapters kept near the base model's calibrated letter choice")
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="layer indices (default: all)")
-    p.add_argument("--base-layers", type=int, default=None,
-                   help="keep only the base model's first N decoder layers (a cheaper ranking pass; default: all)")
+    p.add_argument("--base-layers", type=layer_spec, nargs="+", default=None,
+                   help="keep only these decoder layers of the base model (a cheaper ranking pass; default: all): one "
+                        "number N = the first N, or indices and ranges, e.g. 0-11 18-29 (--lora-layers then index the "
+                        "kept layers, renumbered from 0)")
     p.add_argument("--frozen-features", action=argparse.BooleanOptionalAction, default=d.frozen_features,
                    help="with --lora-layers: run the frozen layers below them once per example (recsys/frozen.py)")
     p.add_argument("--adapter-scope", choices=list(llm.SCOPES), default=d.adapter_scope,
@@ -915,9 +919,25 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def layer_spec(text: str) -> list[int]:
+    """'7' -> [7]; '0-11' -> [0, ..., 11] (--base-layers)."""
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def base_layers_arg(given: list[list[int]] | None) -> int | tuple[int, ...] | None:
+    """--base-layers as FinetuneConfig takes it: one plain number N -> N (the first N); else the indices named."""
+    if given is None:
+        return None
+    if len(given) == 1 and len(given[0]) == 1:
+        return given[0][0]
+    return tuple(i for part in given for i in part)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = vars(make_parser().parse_args())
     sasrec = args.pop("sasrec_dir")
     layers = args.pop("lora_layers")
+    args["base_layers"] = base_layers_arg(args["base_layers"])
     main(replace(FinetuneConfig(), **{**args, "target_modules": tuple(args["target_modules"]), "anchor_tasks": tuple(args["anchor_tasks"]), "lora_layers": tuple(layers) if layers else None}), sasrec)

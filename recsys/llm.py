@@ -166,34 +166,52 @@ def load_base(
     return model.eval(), tokenizer
 
 
-def keep_layers(model: Any, n: int | None) -> Any:
-    """``model`` (plain, not yet wrapped by peft) with only its first ``n`` decoder layers, in place; None: unchanged.
+def kept_layers(spec: int | Sequence[int] | None) -> list[int] | None:
+    """Which decoder layers a ``base_layers`` setting keeps: N -> the first N (0..N-1); a list -> those indices
+    (sorted, distinct; e.g. all but a middle block); None -> all."""
+    if spec is None:
+        return None
+    kept = list(range(spec)) if isinstance(spec, int) else sorted(set(int(i) for i in spec))
+    if not kept or kept[0] < 0:
+        raise ValueError(f"base_layers must name at least one layer index >= 0, got {spec!r}")
+    return kept
 
-    The final norm and the LM head then read layer ``n``'s output. Adapters trained on such a base record
-    ``base_layers`` in their metadata, and the ranker cuts its base model to that depth before attaching them: the
-    prompt pass costs about ``n``/30 of SmolLM2-135M's (docs/BENCHMARKS.md §2, "Session 16").
+
+def keep_layers(model: Any, spec: int | Sequence[int] | None) -> Any:
+    """``model`` (plain, not yet wrapped by peft) with only the decoder layers ``spec`` keeps (``kept_layers``), in
+    place; None: unchanged.
+
+    The kept layers are renumbered 0.. in order (their attention's cache slot with them), and the final norm and the
+    LM head read the last kept layer's output. Adapters trained on such a base record ``base_layers`` in their
+    metadata, and the ranker cuts its base model the same way before attaching them: the prompt pass then costs
+    about len(kept)/30 of SmolLM2-135M's (docs/BENCHMARKS.md §2, "Session 16").
     """
-    if n is None:
+    kept = kept_layers(spec)
+    if kept is None:
         return model
     decoder = model.get_decoder()
     have = len(decoder.layers)
-    if not 1 <= n <= have:
-        raise ValueError(f"can keep 1 to {have} decoder layers of this model, asked for {n}")
-    decoder.layers = decoder.layers[:n]
-    model.config.num_hidden_layers = n
+    if kept[-1] >= have:
+        raise ValueError(f"this model has decoder layers 0 to {have - 1}; cannot keep {spec!r}")
+    decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in kept)
+    for new, layer in enumerate(decoder.layers):
+        layer.self_attn.layer_idx = new  # the slot its keys and values take in the cache
+    model.config.num_hidden_layers = len(kept)
     if getattr(model.config, "layer_types", None):
-        model.config.layer_types = model.config.layer_types[:n]
+        model.config.layer_types = [model.config.layer_types[i] for i in kept]
     return model
 
 
-def base_layers(metadata: Mapping[str, Mapping[str, Any]]) -> int | None:
-    """The base-model depth the adapters were trained on (metadata ``base_layers``; None: the whole model).
-    Both adapters run on one base model, so they must agree."""
-    depths = {meta.get("base_layers") for meta in metadata.values()}
+def base_layers(metadata: Mapping[str, Mapping[str, Any]]) -> list[int] | None:
+    """The base-model layers the adapters were trained on (metadata ``base_layers``, ``kept_layers``; None: the
+    whole model). Both adapters run on one base model, so they must agree."""
+    depths = {None if meta.get("base_layers") is None else tuple(kept_layers(meta["base_layers"]))
+              for meta in metadata.values()}
     if len(depths) > 1:
-        raise ValueError(f"the adapters were trained on base models cut to different depths {sorted(depths, key=str)}: "
-                         "train them on the same --base-layers")
-    return depths.pop() if depths else None
+        raise ValueError("the adapters were trained on base models cut to different layers "
+                         f"{sorted(depths, key=str)}: train them on the same --base-layers")
+    kept = depths.pop() if depths else None
+    return None if kept is None else list(kept)
 
 
 def nf4_config(compute_dtype: torch.dtype) -> Any:

@@ -399,3 +399,9 @@ def test_lora_layers_must_lie_within_the_kept_base_layers(tmp_path):
     with pytest.raises(ValueError, match="--lora-layers 18 is not among the 18 layers"):
         tiny_config(tmp_path, base_layers=18, lora_layers=tuple(range(12, 19)))
     assert tiny_config(tmp_path, base_layers=18, lora_layers=tuple(range(18))).base_layers == 18
+    with pytest.raises(ValueError, match="renumbered 0 to 23"):  # 0-11 and 18-29 kept: 24 layers
+        tiny_config(tmp_path, base_layers=(*range(12), *range(18, 30)), lora_layers=tuple(range(12, 30)))
+    parse = finetune.make_parser().parse_args
+    assert finetune.base_layers_arg(parse(["--base-layers", "24"]).base_layers) == 24
+    assert finetune.base_layers_arg(parse(["--base-layers", "0-2", "5"]).base_layers) == (0, 1, 2, 5)
+    assert finetune.base_layers_arg(parse([]).base_layers) is None

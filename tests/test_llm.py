@@ -47,13 +47,13 @@ def smol_tokenizer(tmp_path_factory):
     return tokenizer
 
 
-def make_tiny_model(vocab_size: int, seed: int = 0):
+def make_tiny_model(vocab_size: int, seed: int = 0, layers: int = 2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         hidden_size=16, intermediate_size=32, num_attention_heads=4, num_key_value_heads=2,
-        num_hidden_layers=2, vocab_size=vocab_size, max_position_embeddings=1024, pad_token_id=2,
+        num_hidden_layers=layers, vocab_size=vocab_size, max_position_embeddings=1024, pad_token_id=2,
         initializer_range=0.5,  # logits of a few units (0.02 gives ~0.1: nothing to learn or tell apart)
     )
     return LlamaForCausalLM(config).eval()
@@ -447,9 +447,12 @@ def test_score_many_scores_each_query_as_score_does(tiny_model, smol_tokenizer, 
 
 def test_keep_layers_cuts_the_decoder_and_adapters_must_agree_on_the_depth(tiny_model, smol_tokenizer, toy_catalog,
                                                                            lora_dirs):
-    with pytest.raises(ValueError, match="1 to 2 decoder layers"):
+    with pytest.raises(ValueError, match="decoder layers 0 to 1"):
         llm.keep_layers(copy.deepcopy(tiny_model), 3)
+    with pytest.raises(ValueError, match="at least one layer"):
+        llm.keep_layers(copy.deepcopy(tiny_model), [])
     assert llm.keep_layers(tiny_model, None) is tiny_model and len(tiny_model.model.layers) == 2
+    assert llm.kept_layers(3) == [0, 1, 2] and llm.kept_layers((5, 0, 5, 1)) == [0, 1, 5]
     cut = llm.keep_layers(copy.deepcopy(tiny_model), 1)
     assert len(cut.model.layers) == 1 and cut.config.num_hidden_layers == 1
     ids = torch.tensor([[5, 6, 7, 8]])
@@ -457,8 +460,41 @@ def test_keep_layers_cuts_the_decoder_and_adapters_must_agree_on_the_depth(tiny_
         hidden = tiny_model.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
         np.testing.assert_allclose(cut.model(input_ids=ids).last_hidden_state, tiny_model.model.norm(hidden), atol=1e-5)
     assert llm.base_layers({}) is None and llm.base_layers({"pos": {}, "neg": {"base_layers": None}}) is None
+    assert llm.base_layers({"pos": {"base_layers": 2}, "neg": {"base_layers": [1, 0]}}) == [0, 1]
     for folder, depth in zip(lora_dirs.values(), (1, None), strict=True):
         meta = {"template_version": prompts.TEMPLATE_VERSION, "base_layers": depth}
         (folder / llm.METADATA_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="different depths"):
+    with pytest.raises(ValueError, match="different layers"):
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+
+
+def test_a_middle_block_dropped_scores_as_a_model_built_from_the_kept_layers(smol_tokenizer, toy_catalog, tmp_path):
+    """base_layers [0, 2] of a 3-layer model: the kept layers renumbered (each attention writes its own cache slot,
+    which the answer-scoped pass reads), exactly a 2-layer model holding layers 0 and 2's weights."""
+    from transformers import LlamaForCausalLM
+
+    whole = make_tiny_model(len(smol_tokenizer), layers=3)
+    config = copy.deepcopy(whole.config)
+    config.num_hidden_layers = 2
+    built = LlamaForCausalLM(config).eval()
+    weights = {k.replace("layers.2.", "layers.1."): v for k, v in whole.state_dict().items() if ".layers.1." not in k}
+    built.load_state_dict(weights)
+    dirs = {"pos": tmp_path / "pos", "neg": tmp_path / "neg"}
+
+    def cut_to(layers) -> None:
+        for folder in dirs.values():
+            (folder / llm.METADATA_FILE).write_text(json.dumps({"adapter_scope": "answer", "base_layers": layers}))
+
+    for seed, folder in enumerate(dirs.values(), start=1):
+        save_random_adapter(built, folder, seed)
+    cut_to(None)
+    want = llm.LetterRanker(built, smol_tokenizer, dirs, toy_catalog).score(LIKES, DISLIKES, CANDIDATES)
+    cut_to([0, 2])
+    ranker = llm.LetterRanker(copy.deepcopy(whole), smol_tokenizer, dirs, toy_catalog)
+    assert [layer.self_attn.layer_idx for layer in llm.base_decoder(ranker.model).layers] == [0, 1]
+    got = ranker.score(LIKES, DISLIKES, CANDIDATES)
+    for side in range(2):
+        np.testing.assert_allclose(got[side], want[side], atol=1e-5)
+    cut_to(2)  # the first two layers instead: other scores
+    first_two = llm.LetterRanker(copy.deepcopy(whole), smol_tokenizer, dirs, toy_catalog)
+    assert not np.allclose(first_two.score(LIKES, DISLIKES, CANDIDATES)[0], got[0], atol=1e-3)
