@@ -231,15 +231,21 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def attach_adapters(model: Any, adapters: Mapping[str, Path]) -> Any:
-    """Wrap ``model`` in a PeftModel holding every adapter under its name; raises if files are missing."""
-    from peft import PeftModel
-
+def require_adapter_files(adapters: Mapping[str, Path]) -> None:
+    """Raise FileNotFoundError, naming the adapter and how to train it, where a folder holds no adapter."""
     for name, folder in adapters.items():
         if not (Path(folder) / "adapter_config.json").exists():
             raise FileNotFoundError(
                 f"LoRA adapter {name!r} not found in {folder} (train it: python -m recsys.finetune --task {name})"
             )
+
+
+def attach_adapters(model: Any, adapters: Mapping[str, Path]) -> Any:
+    """Wrap ``model`` in a PeftModel holding every adapter under its name; raises if files are missing."""
+    from peft import PeftModel
+
+    require_adapter_files(adapters)
+    for name, folder in adapters.items():
         version = read_metadata(folder).get("template_version")
         if version not in (None, *prompts.TEMPLATES):
             raise ValueError(
@@ -587,6 +593,7 @@ class LetterRanker:
         missing = set(self.adapters) and set(ADAPTER_NAMES) - set(self.adapters)
         if missing:
             raise ValueError(f"adapters must include {ADAPTER_NAMES}; missing {sorted(missing)}")
+        require_adapter_files(self.adapters)  # before the metadata decides how much of the base model to keep
         self.metadata = {name: read_metadata(folder) for name, folder in self.adapters.items()}
         model = keep_layers(model, base_layers(self.metadata))  # the depth the adapters were trained on
         self.model = attach_adapters(model, self.adapters) if self.adapters else model.eval()

@@ -466,6 +466,9 @@ def test_keep_layers_cuts_the_decoder_and_adapters_must_agree_on_the_depth(tiny_
         (folder / llm.METADATA_FILE).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="different layers"):
         llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
+    shutil.rmtree(lora_dirs["neg"])  # a missing adapter is named as missing, not as a depth that differs
+    with pytest.raises(FileNotFoundError, match="adapter 'neg' not found"):
+        llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
 
 
 def test_a_middle_block_dropped_scores_as_a_model_built_from_the_kept_layers(smol_tokenizer, toy_catalog, tmp_path):
