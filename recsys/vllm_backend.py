@@ -14,7 +14,9 @@ in-process ranker tokenises them separately; the boundary falls after a newline,
 checks with SmolLM2's tokenizer that both give the same ids), and content-free calibration is not applied.
 Adapters trained with ``--adapter-scope answer`` (metadata "adapter_scope": "answer") cannot be served
 this way: vLLM applies a LoRA adapter to every token of the prompt, and those adapters were trained to
-act at the answer position only (recsys/llm.py), so the server would compute something else.
+act at the answer position only (recsys/llm.py), so the server would compute something else; nor can adapters
+trained on some of the base model's layers (metadata "base_layers", ``finetune --base-layers``) unless the server
+runs the same layers.
 Not for: training, or serving the model (that is vLLM's job; see docs/SCALING.md).
 """
 
