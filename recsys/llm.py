@@ -576,6 +576,8 @@ class LetterRanker:
     ``adapters`` maps "pos"/"neg" to adapter folders; with None the base model scores both tasks
     (zero-shot). Scores are letter logits: higher = more liked ("pos") / more disliked ("neg").
     Loading adapters wraps ``model`` in a PeftModel (peft injects the LoRA layers into it in place).
+    ``model`` is the whole base model: adapters trained on some of its layers (metadata ``base_layers``) have it
+    cut to those first (``keep_layers``, in place).
     """
 
     def __init__(

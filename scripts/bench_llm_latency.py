@@ -130,8 +130,8 @@ def main(args: argparse.Namespace) -> None:
         if args.gen_runs else []
     print(report(args, letters, base, generate, model, lengths, shared, shipped, ranker, built_s))
     if whole is not None:
-        print(f"\nThe adapters were trained on the base model's first {cut} of {len(whole.get_decoder().layers)} "
-              "layers (letters and floor rows); generation ran on the whole model with untrained stand-in adapters.")
+        print(f"\nThe adapters were trained on {len(cut)} of the base model's {len(whole.get_decoder().layers)} layers "
+              f"({cut}; letters and floor rows); generation ran on the whole model with untrained stand-in adapters.")
 
 
 def stand_ins(model, templates: dict[str, str]) -> dict[str, Path]:
