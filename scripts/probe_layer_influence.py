@@ -4,8 +4,8 @@ Influence, Men et al. 2024): BI_l = 1 - cos(h_l, h_{l+1}), averaged over tokens,
 Layers with the lowest BI change their input least and are the first candidates to drop from the ranking pass
 (``finetune --base-layers``, ``llm.keep_layers``; docs/BENCHMARKS.md §2, "Session 16"). The prompts are the
 shipped adapters' (each adapter's template) for ``--people`` ml-latest-small people with 20 random catalog
-candidates each (``probe_cpu_speed.other_people``), read by the base model alone (no adapter), in float32. Reports BI over all
-tokens and at the answer position (the last token, where the letters are scored).
+candidates each (``probe_cpu_speed.other_people``), read by the base model alone (no adapter), in float32.
+Reports BI over all tokens and at the answer position (the last token, where the letters are scored).
 
     python scripts/probe_layer_influence.py --people 8 --threads 2
 """
