@@ -10,9 +10,14 @@ same 20 candidates ordered at random, by popularity and by mean rating. Issue 8,
 ``--labels rated``: the graded validation examples instead (every candidate is a movie the person rated
 soon after, ``recsys.finetune --labels rated``), with one more column per task: the mean Spearman
 correlation of each scorer's order with the person's own ratings (pos: high first, neg: low first);
-the mean rating's column is the bar an adapter trained on these labels must clear.
+the mean rating's column is the bar an adapter trained on these labels must clear. The fine-tuned
+Spearman carries its 95% t-interval over queries; ``--rho-out`` stores each query's correlation, and
+``--paired-with`` (another run's ``--rho-out``, same validation queries) prints this run − that one per
+query with a 95% t-interval: two adapter pairs compared on the same people.
 
     python scripts/eval_adapters.py --adapters assets/adapters
+    python scripts/eval_adapters.py --adapters runs/new --labels rated --rho-out runs/new.json \\
+        --paired-with runs/shipped.json
     python scripts/eval_adapters.py --checkpoint runs/fast/v5/both/checkpoint.pt \\
         --lora-layers 24 25 26 27 28 29 --target-modules q_proj k_proj v_proj o_proj
 """
@@ -20,11 +25,13 @@ the mean rating's column is the bar an adapter trained on these labels must clea
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys import finetune, llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import prepare  # noqa: E402
+from recsys.sim.metrics import mean_ci  # noqa: E402
 
 
 def adapters_from_checkpoint(model, cfg: finetune.FinetuneConfig, checkpoint: Path, folder: Path) -> dict[str, Path]:
@@ -63,6 +71,33 @@ def metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
             "mrr": float((1 / (rank + 1)).mean())}
 
 
+def query_key(q: finetune.Query, candidates: Sequence[int]) -> str:
+    """Names one validation query (task, history, candidates, target), so two runs can be paired safely."""
+    return f"{q.task}|{','.join(map(str, q.history))}|{','.join(map(str, candidates))}|{q.target}"
+
+
+def paired_rows(this: dict, other: dict) -> list[str]:
+    """Markdown rows: per task, this − other in per-query Spearman (mean, 95% t-interval), on shared queries.
+
+    ``this``/``other`` are ``--rho-out`` records: {"adapters", "keys": {task: [...]}, "rho": {task: [...]}}
+    (a rho is None where a query's ratings tie throughout). The two must hold the same queries in the
+    same order: another validation set would pair unrelated people.
+    """
+    rows = [f"| task | queries | {this['adapters']} | {other['adapters']} | difference [95% CI] |", "|---|---|---|---|---|"]
+    for task in this["keys"]:
+        if this["keys"][task] != other["keys"].get(task):
+            raise ValueError(f"{task}: the two runs scored different validation queries; rerun with the same "
+                             "--dataset, --user-fraction, --max-examples-per-user, --val-users, --max-val-examples")
+        pairs = [(a, b) for a, b in zip(this["rho"][task], other["rho"][task], strict=True)
+                 if a is not None and b is not None]
+        if not pairs:
+            continue
+        a, b = (np.array(v, dtype=np.float64) for v in zip(*pairs, strict=True))
+        mean, lo, hi, n = mean_ci(a - b)
+        rows.append(f"| {task} | {n} | {a.mean():.3f} | {b.mean():.3f} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    return rows
+
+
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     cfg = finetune.FinetuneConfig(
@@ -86,6 +121,7 @@ def main(args: argparse.Namespace) -> None:
     rows: dict[str, dict[str, list]] = {}
     targets: dict[str, list[int]] = {"pos": [], "neg": []}
     queries: dict[str, list[finetune.Query]] = {"pos": [], "neg": []}
+    keys: dict[str, list[str]] = {"pos": [], "neg": []}
     ranker.config = replace(ranker.config, calibrate=True)  # each letter's content-free logit, measured once
     names = (lambda task: (task,)) if args.no_zero_shot else (lambda task: (task, llm.BASE))
     bias = {(name, task): np.asarray(ranker.letter_bias(name, task, cfg.n_candidates))
@@ -115,6 +151,7 @@ def main(args: argparse.Namespace) -> None:
                 rows.setdefault(name, {"pos": [], "neg": []})[q.task].append(np.asarray(s, dtype=np.float64))
             targets[q.task].append(q.target)
             queries[q.task].append(q)
+            keys[q.task].append(query_key(q, cands))
 
     source = args.checkpoint or args.adapters
     print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`; {datetime.now(UTC):%Y-%m-%d}; adapters: {source}")
@@ -125,6 +162,7 @@ def main(args: argparse.Namespace) -> None:
     cols = ["CE", "top-1", "MRR", *(["Spearman"] if graded else [])]
     print("| scorer | " + " | ".join(f"{t} {c}" for t in ("pos", "neg") for c in cols) + " |")
     print("|---" * (1 + 2 * len(cols)) + "|")
+    tuned_rho: dict[str, list[float | None]] = {}
     for name, by_task in rows.items():
         cells = []
         for task in ("pos", "neg"):
@@ -132,8 +170,20 @@ def main(args: argparse.Namespace) -> None:
             cells += [f"{m['ce']:.3f}", f"{m['top1']:.3f}", f"{m['mrr']:.3f}"]
             if graded:
                 rho = [finetune.graded_correlation(q, s) for q, s in zip(queries[task], by_task[task], strict=True)]
-                cells.append(f"{np.mean([r for r in rho if r is not None]):.3f}")
+                mean, lo, hi, _ = mean_ci([r for r in rho if r is not None])
+                cells.append(f"{mean:.3f} ± {(hi - lo) / 2:.3f}" if name == "fine-tuned" else f"{mean:.3f}")
+                if name == "fine-tuned":
+                    tuned_rho[task] = rho
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if not graded:
+        return
+    record = {"adapters": str(source), "keys": keys, "rho": tuned_rho}
+    if args.rho_out:
+        args.rho_out.parent.mkdir(parents=True, exist_ok=True)
+        args.rho_out.write_text(json.dumps(record))
+    if args.paired_with:
+        print(f"\nFine-tuned Spearman per query, this run − {args.paired_with} (same queries):\n")
+        print("\n".join(paired_rows(record, json.loads(args.paired_with.read_text()))))
 
 
 if __name__ == "__main__":
@@ -153,4 +203,11 @@ if __name__ == "__main__":
     p.add_argument("--no-zero-shot", action="store_true", help="skip the base-model rows (half the time)")
     p.add_argument("--labels", choices=["next", "rated"], default="next",
                    help="next-item validation examples, or graded ones (every candidate rated by the person)")
-    main(p.parse_args())
+    p.add_argument("--rho-out", type=Path, default=None,
+                   help="with --labels rated: write each query's fine-tuned Spearman here (JSON)")
+    p.add_argument("--paired-with", type=Path, default=None,
+                   help="with --labels rated: another run's --rho-out; print this − that per query")
+    args = p.parse_args()
+    if (args.rho_out or args.paired_with) and args.labels != "rated":
+        p.error("--rho-out and --paired-with need --labels rated")
+    main(args)

@@ -1,0 +1,53 @@
+"""scripts/eval_adapters.py: two adapter pairs compared per validation query (--rho-out / --paired-with)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from recsys.finetune import Query
+
+
+@pytest.fixture(scope="module")
+def eval_adapters():
+    spec = importlib.util.spec_from_file_location(
+        "eval_adapters", Path(__file__).resolve().parents[1] / "scripts" / "eval_adapters.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(name, keys, rho):
+    return {"adapters": name, "keys": keys, "rho": rho}
+
+
+def test_paired_rows_pair_the_same_queries_and_skip_undefined_correlations(eval_adapters):
+    keys = {"pos": ["a", "b", "c", "d"], "neg": ["e", "f"]}
+    new = record("new", keys, {"pos": [0.5, 0.3, None, 0.1], "neg": [0.2, 0.4]})
+    old = record("old", keys, {"pos": [0.2, 0.3, 0.4, 0.0], "neg": [0.2, 0.4]})
+    header, rule, pos, neg = eval_adapters.paired_rows(new, old)
+    assert header.startswith("| task | queries | new | old |") and rule.startswith("|---")
+    # pos: the pairs (0.5, 0.2), (0.3, 0.3), (0.1, 0.0): differences 0.3, 0, 0.1 (query "c" has no rho in "new")
+    cells = [c.strip() for c in pos.strip("|").split("|")]
+    assert cells[:4] == ["pos", "3", "0.300", "0.167"]
+    assert cells[4].startswith("+0.133 [") and "-" in cells[4]  # the interval of 3 differences reaches below 0
+    # identical correlations: a difference of exactly 0
+    assert [c.strip() for c in neg.strip("|").split("|")][4] == "+0.000 [+0.000, +0.000]"
+
+
+def test_paired_rows_refuse_runs_of_different_queries(eval_adapters):
+    new = record("new", {"pos": ["a", "b"]}, {"pos": [0.1, 0.2]})
+    old = record("old", {"pos": ["a", "x"]}, {"pos": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="different validation queries"):
+        eval_adapters.paired_rows(new, old)
+
+
+def test_query_key_names_task_history_candidates_and_target(eval_adapters):
+    q = Query("neg", (5, 6), 1, (3.0, 1.0, 4.0))
+    key = eval_adapters.query_key(q, [10, 11, 12])
+    assert key == eval_adapters.query_key(Query("neg", (5, 6), 1, (3.0, 1.0, 4.0)), [10, 11, 12])
+    assert key != eval_adapters.query_key(q, [11, 10, 12])  # another candidate order: another query
+    assert key != eval_adapters.query_key(Query("pos", (5, 6), 1, (3.0, 1.0, 4.0)), [10, 11, 12])
+    assert key != eval_adapters.query_key(Query("neg", (5, 6), 2, (3.0, 1.0, 4.0)), [10, 11, 12])
