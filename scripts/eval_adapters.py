@@ -71,6 +71,9 @@ def metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
             "mrr": float((1 / (rank + 1)).mean())}
 
 
+TUNED = "fine-tuned"  # the adapters' own row of the table
+
+
 def query_key(q: finetune.Query, candidates: Sequence[int]) -> str:
     """Names one validation query (task, history, candidates, target), so two runs can be paired safely."""
     return f"{q.task}|{','.join(map(str, q.history))}|{','.join(map(str, candidates))}|{q.target}"
@@ -139,7 +142,7 @@ def main(args: argparse.Namespace) -> None:
             side = 0 if q.task == "pos" else 1
             sign = 1.0 if q.task == "pos" else -1.0
             got = {
-                "fine-tuned": tuned[side], "fine-tuned, calibrated": tuned[side] - bias[(q.task, q.task)][where],
+                TUNED: tuned[side], "fine-tuned, calibrated": tuned[side] - bias[(q.task, q.task)][where],
                 **({} if zero is None else {
                     "base model (zero-shot)": zero[side],
                     "base model, calibrated": zero[side] - bias[(llm.BASE, q.task)][where]}),
@@ -171,9 +174,11 @@ def main(args: argparse.Namespace) -> None:
             if graded:
                 rho = [finetune.graded_correlation(q, s) for q, s in zip(queries[task], by_task[task], strict=True)]
                 mean, lo, hi, _ = mean_ci([r for r in rho if r is not None])
-                cells.append(f"{mean:.3f} ± {(hi - lo) / 2:.3f}" if name == "fine-tuned" else f"{mean:.3f}")
-                if name == "fine-tuned":
+                if name == TUNED:  # the row two runs are compared on: its interval, and its values kept
+                    cells.append(f"{mean:.3f} ± {(hi - lo) / 2:.3f}")
                     tuned_rho[task] = rho
+                else:
+                    cells.append(f"{mean:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if not graded:
         return

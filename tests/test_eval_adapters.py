@@ -32,7 +32,8 @@ def test_paired_rows_pair_the_same_queries_and_skip_undefined_correlations(eval_
     # pos: the pairs (0.5, 0.2), (0.3, 0.3), (0.1, 0.0): differences 0.3, 0, 0.1 (query "c" has no rho in "new")
     cells = [c.strip() for c in pos.strip("|").split("|")]
     assert cells[:4] == ["pos", "3", "0.300", "0.167"]
-    assert cells[4].startswith("+0.133 [") and "-" in cells[4]  # the interval of 3 differences reaches below 0
+    # mean 0.133, Student-t with 2 degrees of freedom: 4.303 × sd 0.153 / √3 = ±0.380
+    assert cells[4] == "+0.133 [-0.246, +0.513]"
     # identical correlations: a difference of exactly 0
     assert [c.strip() for c in neg.strip("|").split("|")][4] == "+0.000 [+0.000, +0.000]"
 
