@@ -75,7 +75,7 @@ from tqdm.auto import tqdm
 
 from recsys import clear_case, frozen, llm, prompts
 from recsys.catalog import Catalog
-from recsys.data import Split, mean_ratings
+from recsys.data import RatingTotals, Split, mean_ratings
 from recsys.protocols import Retriever
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,11 @@ class FinetuneConfig:
     # data
     user_fraction: float = 0.2
     val_users: int = 60
+    # the mean rating printed beside each candidate: "others" = over the users outside the adapter data (its
+    # training and validation people); "loo" = over every user but the example's own person, so that
+    # ``train_all`` can train on every person outside the validation set
+    printed_mean: Literal["others", "loo"] = "others"
+    train_all: bool = False  # train on every user outside the validation set (needs printed_mean="loo")
     max_val_examples: int = 60
     max_examples_per_user: int = 30
     n_candidates: int = 20
@@ -193,6 +198,9 @@ class Example:
 
     candidates: tuple[int, ...]
     queries: tuple[Query, ...]
+    # the mean rating printed beside each candidate when it is not the catalog's: leave-the-person-out
+    # (``--printed-mean loo``, data.RatingTotals); None: the catalog's
+    shown: tuple[float | None, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -222,7 +230,10 @@ def split_users(split: Split, cfg: FinetuneConfig) -> tuple[list[int], list[int]
     """Disjoint (train users, validation users), drawn with the config's seed."""
     order = np.random.default_rng(cfg.seed).permutation(len(split.sequences))
     n_train = max(1, round(cfg.user_fraction * len(order)))
-    return sorted(order[:n_train].tolist()), sorted(order[n_train : n_train + cfg.val_users].tolist())
+    val = order[n_train : n_train + cfg.val_users]
+    # train_all: the same validation people as the fraction's split, every other person trains
+    train = np.concatenate([order[:n_train], order[n_train + cfg.val_users :]]) if cfg.train_all else order[:n_train]
+    return sorted(train.tolist()), sorted(val.tolist())
 
 
 def task_masks(ratings: np.ndarray, cfg: FinetuneConfig) -> dict[prompts.Task, np.ndarray]:
@@ -347,7 +358,7 @@ def mixed_labels(examples: Sequence[Example], catalog: Catalog, person: float = 
     """
     out = []
     for ex in examples:
-        shown = [round(catalog[c].rating, 1) if catalog[c].rating is not None else 3.5 for c in ex.candidates]
+        shown = [round(m.rating, 1) if m.rating is not None else 3.5 for m in frozen.candidate_movies(catalog, ex)]
         histories = {q.task: q.history for q in ex.queries}
         queries = []
         for q in ex.queries:
@@ -358,7 +369,7 @@ def mixed_labels(examples: Sequence[Example], catalog: Catalog, person: float = 
                           for r, m, c in zip(q.ratings or [0.0] * len(shown), shown, ex.candidates, strict=True))
             target = int(np.argmax(label) if q.task == "pos" else np.argmin(label))
             queries.append(replace(q, ratings=label, target=target))
-        out.append(Example(ex.candidates, tuple(queries)))
+        out.append(replace(ex, queries=tuple(queries)))
     return out
 
 
@@ -368,12 +379,16 @@ def build_examples(
     """Examples from ``users`` (see the module docstring), in a seeded order."""
     rng = np.random.default_rng(seed)
     pool = split.item_ids[1:]
+    totals = RatingTotals(split) if cfg.printed_mean == "loo" else None
     examples: list[Example] = []
     for u in users:
         if cfg.labels == "rated":
-            examples.extend(rated_examples(split, u, cfg, rng))
+            own = rated_examples(split, u, cfg, rng)
         else:
-            examples.extend(user_examples(split, u, cfg, retriever, pool, rng))
+            own = user_examples(split, u, cfg, retriever, pool, rng)
+        if totals is not None:
+            own = [replace(ex, shown=tuple(totals.without(u, ex.candidates))) for ex in own]
+        examples.extend(own)
     return [examples[i] for i in rng.permutation(len(examples))]
 
 
@@ -615,7 +630,7 @@ def train_adapter(
 def with_queries(example: Any, fn: Callable[[Query], Query]) -> Any:
     """``example`` (an Example, or a frozen.FrozenExample of stored features) with ``fn`` applied to each Query."""
     if isinstance(example, Example):
-        return Example(example.candidates, tuple(fn(q) for q in example.queries))
+        return replace(example, queries=tuple(fn(q) for q in example.queries))
     return replace(example, queries=tuple(replace(fq, query=fn(fq.query)) for fq in example.queries))
 
 
@@ -683,7 +698,8 @@ def cached_base_pass(cfg: FinetuneConfig, train: Sequence[Example], val: Sequenc
     attached on load. Chunks are plain tensors, loaded memory-mapped: a store larger than the RAM
     (~7 MB per query for SmolLM2, layers 12-29) is paged in from disk as batches need it.
     """
-    prompts_only = [(ex.candidates, [(q.task, q.history) for q in ex.queries]) for ex in (*train, *val)]
+    prompts_only = [(ex.candidates, [(q.task, q.history) for q in ex.queries], *([ex.shown] if ex.shown else []))
+                    for ex in (*train, *val)]  # (printed means: only when not the catalog's, so old stores keep their key)
     key = repr((cfg.dataset, cfg.base_model, cfg.template, cfg.show_year, cfg.adapter_scope,
                 cfg.frozen_dtype, min(cfg.lora_layers) if cfg.lora_layers else 0, len(train), prompts_only,
                 *([cfg.base_layers] if cfg.base_layers is not None else [])))  # (stores of the whole model keep their key)
@@ -778,11 +794,17 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
         "val_accuracy_zero_shot": round(zero[f"{task}_accuracy"], 4),
         "uniform_loss": round(math.log(cfg.n_candidates), 4), "uniform_accuracy": round(1 / cfg.n_candidates, 4),
         "evals": state.evals, "hard_negatives": retriever, "letter_bias": letter_bias,
-        "candidate_ratings": "smoothed mean rating over the training part of users outside the adapter data",
+        "candidate_ratings": CANDIDATE_RATINGS[cfg.printed_mean],
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "wall_time_s": round(state.wall_s, 1),
         "machine": machine,
     }
+
+
+CANDIDATE_RATINGS = {
+    "others": "smoothed mean rating over the training part of users outside the adapter data",
+    "loo": "smoothed mean rating over the training part of every user but the example's own person",
+}
 
 
 def default_retriever(split: Split, sasrec_dir: Path | None, seed: int) -> tuple[Retriever, str]:
@@ -808,7 +830,7 @@ def reference_spearman(examples: Sequence[Example], catalog: Catalog, tasks: Seq
     """What the catalog's mean rating alone reaches on graded examples: the bar an adapter must clear."""
     corrs: dict[str, list[float]] = {t: [] for t in tasks}
     for ex in examples:
-        means = [catalog[i].rating if catalog[i].rating is not None else 3.5 for i in ex.candidates]  # none: mid-scale
+        means = [m.rating if m.rating is not None else 3.5 for m in frozen.candidate_movies(catalog, ex)]  # none: mid-scale
         for q in ex.queries:
             corr = graded_correlation(q, means if q.task == "pos" else [-m for m in means])
             if corr is not None:
@@ -819,8 +841,12 @@ def reference_spearman(examples: Sequence[Example], catalog: Catalog, tasks: Seq
 def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retriever, retriever_name: str
         ) -> dict[str, dict[str, Any]]:
     """Build data, train, save ``out_dir/<task>`` for each task; returns the metadata written."""
+    if cfg.train_all and cfg.printed_mean != "loo":
+        raise ValueError("--train-all leaves no people outside the adapter data to compute the printed mean "
+                         "rating from: add --printed-mean loo (every user but the example's own person)")
     train_users, val_users = split_users(split, cfg)
-    catalog = with_ratings(catalog, split, [*train_users, *val_users])
+    # "loo": each example carries its own printed means; the catalog's (every user's, as the app shows) is unused
+    catalog = with_ratings(catalog, split, [*train_users, *val_users] if cfg.printed_mean == "others" else [])
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
     val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
     if cfg.labels == "rated":  # the defaults (1, 0, 0) keep the person's own ratings
@@ -889,6 +915,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=d.run_dir)
     p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--printed-mean", choices=["others", "loo"], default=d.printed_mean,
+                   help="the mean rating beside each candidate: over the users outside the adapter data, or over "
+                        "every user but the example's own person (loo; needed by --train-all)")
+    p.add_argument("--train-all", action=argparse.BooleanOptionalAction, default=d.train_all,
+                   help="train on every user outside the validation set (the same validation people as "
+                        "--user-fraction's split); needs --printed-mean loo")
     p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
                    help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
     for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout",

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from recsys import llm, prompts
-from recsys.catalog import Catalog
+from recsys.catalog import Catalog, Movie
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,21 @@ def from_plain(stored: dict[str, Any], queries: Sequence[Any]) -> FrozenExample:
     return FrozenExample(stored["n_candidates"], tuple(out))
 
 
+def candidate_movies(catalog: Catalog, example: Any) -> list[Movie]:
+    """A training example's candidates as its prompt shows them: with its own printed mean ratings when it
+    carries them (``Example.shown``, leave-the-person-out), else the catalog's."""
+    movies = [catalog[i] for i in example.candidates]
+    shown = getattr(example, "shown", None)
+    if shown is None:
+        return movies
+    return [replace(m, rating=r) for m, r in zip(movies, shown, strict=True)]
+
+
 def example_prompts(catalog: Catalog, example: Any, show_year: bool,
                     template: str = prompts.TEMPLATE_VERSION) -> list[prompts.Prompt]:
     """One scoring prompt per query of a training example, as the ranker builds them: each query's own
     history, and (shared templates) the other query's history as the other side."""
-    shown = prompts.texts([catalog[i] for i in example.candidates], show_year, True, template)
+    shown = prompts.texts(candidate_movies(catalog, example), show_year, True, template)
     histories = {q.task: prompts.texts([catalog[i] for i in q.history], show_year, template=template)
                  for q in example.queries}
     return [prompts.build(q.task, histories[q.task], shown, histories.get("neg" if q.task == "pos" else "pos", ()),

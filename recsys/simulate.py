@@ -216,7 +216,8 @@ def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[
     # local: only needed when adapter metadata names this dataset
     from recsys.finetune import FinetuneConfig, split_users
 
-    fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"])
+    fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"],
+                        train_all=config.get("train_all", False))
     train, val = split_users(split, fc)
     return {int(split.user_ids[u]) for u in (*train, *val)}
 

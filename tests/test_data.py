@@ -90,3 +90,20 @@ def test_mean_ratings_use_training_parts_only_and_shrink_to_the_global_mean():
     assert smoothed[20] == pytest.approx((1 + 11 / 3) / 2, abs=0.01)
     assert data.mean_ratings(split, users=[1], prior=0) == {10: 5.0}
     assert data.mean_ratings(split, parts=[4, 0], prior=0) == {10: 5.0, 20: 1.0, 30: 1.0}  # explicit cut
+
+
+def test_rating_totals_leave_one_person_out_equal_a_recount_without_them(toy_items):
+    from tests.test_finetune import make_split
+
+    split = make_split(toy_items, 9, 10, (2, 1), 3)
+    totals = data.RatingTotals(split)
+    raw = [int(i) for i in split.item_ids[1:]]
+    for u in range(len(split.sequences)):
+        recount = data.mean_ratings(split, [v for v in range(len(split.sequences)) if v != u])
+        assert totals.without(u, raw) == [recount.get(i) for i in raw]
+    # the person's own ratings are what moves: a movie only they rated (in training) shows none
+    only = data.Split(name="toy", item_ids=np.array([0, 10, 20]), user_ids=np.array([1, 2]),
+                      sequences=[np.array([1, 2, 2, 2]), np.array([1, 1, 1])],
+                      ratings=[np.array([5.0, 1.0, 1.0, 1.0]), np.array([3.0, 3.0, 3.0])])
+    loo = data.RatingTotals(only, prior=0)
+    assert loo.without(0, [10, 20]) == [3.0, None] and loo.without(1, [10, 20, 99]) == [5.0, 1.0, None]

@@ -405,3 +405,50 @@ def test_lora_layers_must_lie_within_the_kept_base_layers(tmp_path):
     assert finetune.base_layers_arg(parse(["--base-layers", "24"]).base_layers) == 24
     assert finetune.base_layers_arg(parse(["--base-layers", "0-2", "5"]).base_layers) == (0, 1, 2, 5)
     assert finetune.base_layers_arg(parse([]).base_layers) is None
+
+
+def test_train_all_keeps_the_validation_people_and_trains_everyone_else(toy_split, tmp_path):
+    cfg = tiny_config(tmp_path)
+    train, val = finetune.split_users(toy_split, cfg)
+    every_train, every_val = finetune.split_users(toy_split, replace(cfg, train_all=True))
+    assert every_val == val and set(train) < set(every_train)
+    assert sorted([*every_train, *every_val]) == list(range(len(toy_split.sequences)))
+
+
+def test_train_all_needs_the_leave_one_out_printed_mean(toy_split, toy_catalog, tmp_path):
+    cfg = tiny_config(tmp_path, train_all=True)
+    with pytest.raises(ValueError, match="--printed-mean loo"):
+        finetune.run(cfg, toy_split, toy_catalog, FakeRetriever(toy_catalog), "fake")
+
+
+def test_loo_examples_print_means_without_their_own_person(toy_split, toy_catalog, tmp_path):
+    """--printed-mean loo: each example's candidates show the mean over every OTHER person, in its prompt and in
+    its mixed labels; the catalog's own (every user's) is not what they show."""
+    cfg = tiny_config(tmp_path, task="both", printed_mean="loo", labels="rated", n_candidates=4, rated_window=6,
+                      max_examples_per_user=2)
+    users, _ = finetune.split_users(toy_split, replace(cfg, train_all=True))
+    plain = finetune.build_examples(toy_split, users, replace(cfg, printed_mean="others"), None, 0)
+    loo = finetune.build_examples(toy_split, users, cfg, None, 0)
+    assert plain and [ex.candidates for ex in plain] == [ex.candidates for ex in loo]
+    assert all(ex.shown is None for ex in plain)
+    everyone = finetune.with_ratings(toy_catalog, toy_split, [])
+    moved = 0
+    for ex in loo:
+        movies = frozen.candidate_movies(everyone, ex)
+        assert [m.rating for m in movies] == list(ex.shown) and [m.item_id for m in movies] == list(ex.candidates)
+        moved += sum(m.rating != everyone[m.item_id].rating for m in movies)
+        for prompt in frozen.example_prompts(everyone, ex, cfg.show_year, cfg.template):
+            for m in movies:  # letters-v5: "Title [Genres] rated 3.4"; none when only this person rated it
+                assert (f"{m.title} [" in prompt.text and f"rated {m.rating:.1f}" in prompt.text if m.rating is not None
+                        else f"rated {everyone[m.item_id].rating:.1f}" not in prompt.text)
+    assert moved > 0
+    # one person's examples show exactly the recount without them
+    u = users[0]
+    mine = finetune.build_examples(toy_split, [u], cfg, None, 0)
+    recount = finetune.mean_ratings(toy_split, [v for v in range(len(toy_split.sequences)) if v != u])
+    assert mine and all(list(ex.shown) == [recount.get(i) for i in ex.candidates] for ex in mine)
+    # the training labels' printed part reads them too, and relabelling keeps them
+    for ex, before in zip(finetune.mixed_labels(mine, everyone, person=0.0, printed=1.0), mine, strict=True):
+        assert ex.shown == before.shown
+        for q in ex.queries:
+            assert list(q.ratings) == [round(r, 1) if r is not None else 3.5 for r in ex.shown]

@@ -182,6 +182,9 @@ def test_the_stored_base_pass_is_reused_only_for_the_same_prompts(toy_split, toy
     stored(examples[:2], val, "c")  # other prompts: computed
     stored(train, val, "d", replace(cfg, lora_layers=(1, 2)))  # other layers: computed
     assert calls == ["a"] * 4 + ["c"] * 3 + ["d"] * 4
+    printed = [replace(ex, shown=(3.0,) * len(ex.candidates)) for ex in train]  # other printed means: computed
+    stored(printed, val, "p")
+    assert calls[-4:] == ["p"] * 4 and len(list((tmp_path / "runs" / cfg.task).iterdir())) == 4
     (folder / "train-00001.pt").unlink()  # a run killed before its last chunk was written
     calls.clear()
     resumed = stored(train, val, "e")
