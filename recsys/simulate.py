@@ -225,6 +225,10 @@ def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[
 def choose_users(rs: RatingSplit, excluded: set[int], n_test: int | None, n_val: int, seed: int) -> tuple[list[int], list[int]]:
     """(test rows, validation rows): eligible people not in ``excluded``, a seeded shuffle, disjoint."""
     rows = [int(u) for u in rs.eligible() if int(rs.split.user_ids[u]) not in excluded]
+    if len(rows) <= n_val:
+        raise ValueError(f"{rs.split.name}: every eligible person but {len(rows)} trained the adapters (their later "
+                         "ratings would be the simulation's answers); simulate on another dataset, or with adapters "
+                         "trained on fewer of its people")
     order = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
     val = sorted(order[:n_val])
     test = order[n_val:] if n_test is None else order[n_val : n_val + n_test]
