@@ -77,6 +77,7 @@ from recsys import clear_case, frozen, llm, prompts
 from recsys.catalog import Catalog
 from recsys.data import RatingTotals, Split, mean_ratings
 from recsys.protocols import Retriever
+from recsys.sim.split import heldout_size
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,10 @@ class FinetuneConfig:
     # training and validation people); "loo" = over every user but the example's own person, so that
     # ``train_all`` can train on every person outside the validation set
     printed_mean: Literal["others", "loo"] = "others"
-    train_all: bool = False  # train on every user outside the validation set (needs printed_mean="loo")
+    # train on every user outside the validation set (needs printed_mean="loo"), each on the HISTORY part of the
+    # simulation's rating split only (recsys/sim/split.py: the first ~80%), so that neither a leave-one-out test
+    # movie nor a simulated person's later ratings were ever a training label
+    train_all: bool = False
     max_val_examples: int = 60
     max_examples_per_user: int = 30
     n_candidates: int = 20
@@ -262,11 +266,21 @@ def cuts(ratings: np.ndarray, cfg: FinetuneConfig) -> list[tuple[int, dict[promp
     return out[::-1]
 
 
+def training_part(split: Split, u: int, cfg: FinetuneConfig) -> np.ndarray:
+    """User ``u``'s ratings that examples may come from: the leave-one-out training part; with ``train_all``
+    only what precedes the simulation's held-out ratings (``sim.split.rating_split``), a shorter prefix of it."""
+    seq = split.train(u)
+    if not cfg.train_all:
+        return seq
+    n = len(split.sequences[u])
+    return seq[: n - heldout_size(n)]
+
+
 def user_examples(
     split: Split, u: int, cfg: FinetuneConfig, retriever: Retriever, pool: np.ndarray, rng: np.random.Generator
 ) -> list[Example]:
     """Up to ``max_examples_per_user`` examples from user ``u``'s training sequence."""
-    seq = split.train(u)
+    seq = training_part(split, u, cfg)
     raw = split.item_ids[seq]  # raw ids, chronological
     masks = task_masks(split.ratings[u][: len(seq)], cfg)
     found = cuts(split.ratings[u][: len(seq)], cfg)
@@ -302,7 +316,7 @@ def rated_examples(split: Split, u: int, cfg: FinetuneConfig, rng: np.random.Gen
     disliked ``min_history`` movies before ``c``. Cuts are drawn at random, at most
     ``max_examples_per_user``.
     """
-    seq = split.train(u)
+    seq = training_part(split, u, cfg)
     raw = split.item_ids[seq]
     ratings = np.asarray(split.ratings[u][: len(seq)], dtype=float)
     masks = task_masks(ratings, cfg)
@@ -781,7 +795,8 @@ def metadata(cfg: FinetuneConfig, task: prompts.Task, state: TrainState, n_users
         "task": task, "base_model": cfg.base_model, "template_version": cfg.template,
         "adapter_scope": cfg.adapter_scope, "base_layers": cfg.base_layers,
         "trained_with": list(cfg.tasks), "dataset": cfg.dataset,
-        "split": "leave-one-out; examples from split.train(u) only",
+        "split": ("leave-one-out; examples from split.train(u) only" if not cfg.train_all else
+                  "every person but the validation ones, examples from the rating split's history part only"),
         "n_train_users": n_users[0], "n_val_users": n_users[1],
         "n_train_examples": n_examples[0], "n_val_examples": n_examples[1],
         "epochs": round(state.step * cfg.batch_size / max(1, n_examples[0]), 3), "steps": state.step,
@@ -848,7 +863,9 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     # "loo": each example carries its own printed means; the catalog's (every user's, as the app shows) is unused
     catalog = with_ratings(catalog, split, [*train_users, *val_users] if cfg.printed_mean == "others" else [])
     train = build_examples(split, train_users, cfg, retriever, cfg.seed)
-    val = build_examples(split, val_users, cfg, retriever, cfg.seed + 1)[: cfg.max_val_examples]
+    # validation people give their examples from the whole training part, with or without train_all: the same
+    # validation queries as the fraction's recipe (scripts/eval_adapters.py)
+    val = build_examples(split, val_users, replace(cfg, train_all=False), retriever, cfg.seed + 1)[: cfg.max_val_examples]
     if cfg.labels == "rated":  # the defaults (1, 0, 0) keep the person's own ratings
         train = mixed_labels(train, catalog, cfg.person_weight, cfg.printed_weight, cfg.genre_weight,
                              cfg.other_genre_weight)

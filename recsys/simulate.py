@@ -219,7 +219,9 @@ def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[
     fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"],
                         train_all=config.get("train_all", False))
     train, val = split_users(split, fc)
-    return {int(split.user_ids[u]) for u in (*train, *val)}
+    # train_all: every other person trained on their history part only (finetune.training_part), never on the
+    # ratings a simulated person answers from; the validation people were scored on their later ratings
+    return {int(split.user_ids[u]) for u in ((*train, *val) if not fc.train_all else val)}
 
 
 def choose_users(rs: RatingSplit, excluded: set[int], n_test: int | None, n_val: int, seed: int) -> tuple[list[int], list[int]]:

@@ -415,6 +415,27 @@ def test_train_all_keeps_the_validation_people_and_trains_everyone_else(toy_spli
     assert sorted([*every_train, *every_val]) == list(range(len(toy_split.sequences)))
 
 
+@pytest.mark.parametrize("labels", ["rated", "next"])
+def test_train_all_examples_come_from_the_simulations_history_part_only(toy_split, toy_catalog, tmp_path, labels):
+    """Neither a leave-one-out test movie nor a simulated person's later ratings is ever in a train_all example."""
+    from recsys.sim.split import rating_split
+
+    cfg = tiny_config(tmp_path, train_all=True, printed_mean="loo", labels=labels, n_candidates=4, n_hard=2, rated_window=5,
+                      max_examples_per_user=50)
+    rs = rating_split(toy_split)
+    users, _ = finetune.split_users(toy_split, cfg)
+    found = 0
+    for u in users:
+        history = {int(i) for i in toy_split.item_ids[rs.history(u)]}
+        part = finetune.training_part(toy_split, u, cfg)
+        assert len(part) == len(rs.history(u)) < len(toy_split.train(u))
+        for ex in finetune.build_examples(toy_split, [u], cfg, FakeRetriever(toy_catalog), 0):
+            rated = {ex.candidates[q.target] for q in ex.queries} if labels == "next" else set(ex.candidates)
+            assert rated <= history and all(set(q.history) <= history for q in ex.queries)
+            found += 1
+    assert found > 0
+
+
 def test_train_all_needs_the_leave_one_out_printed_mean(toy_split, toy_catalog, tmp_path):
     cfg = tiny_config(tmp_path, train_all=True)
     with pytest.raises(ValueError, match="--printed-mean loo"):

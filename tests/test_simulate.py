@@ -277,12 +277,12 @@ def test_people_exclude_adapter_training_users(tmp_path):
     assert len(test) == 10 and len(validation) == 5 and not set(test) & set(validation)
     assert not {int(split.user_ids[u]) for u in (*test, *validation)} & excluded
     assert (test, validation) == choose_users(rating_split(split), excluded, n_test=10, n_val=5, seed=0)
-    # adapters trained on every person (finetune --train-all): nobody is left, and the run says why
+    # adapters trained on every person's history part (finetune --train-all): only the validation people, scored
+    # on their later ratings, are left out
     (tmp_path / "pos" / "metadata.json").write_text(json.dumps({"dataset": "toy", "config": {**config, "train_all": True}}))
-    everyone, _ = adapter_users(tmp_path, split)
-    assert everyone == {int(u) for u in split.user_ids}
-    with pytest.raises(ValueError, match="every eligible person"):
-        choose_users(rating_split(split), everyone, n_test=10, n_val=5, seed=0)
+    assert adapter_users(tmp_path, split)[0] == {int(split.user_ids[u]) for u in val}
+    with pytest.raises(ValueError, match="every eligible person"):  # a dataset whose people all trained them
+        choose_users(rating_split(split), {int(u) for u in split.user_ids}, n_test=10, n_val=5, seed=0)
 
 
 def test_oracle_neg_ranker_is_built_per_person(toy_catalog):
