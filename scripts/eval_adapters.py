@@ -158,8 +158,10 @@ def main(args: argparse.Namespace) -> None:
 
     source = args.checkpoint or args.adapters
     print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`; {datetime.now(UTC):%Y-%m-%d}; adapters: {source}")
-    print(f"{len(val)} validation examples from {len(val_users)} users disjoint from the {len(train_users)} training "
-          f"users; uniform: CE ln 20 = {math.log(20):.3f}, top-1 0.05, MRR 0.180. CE of the reference orders "
+    trained = {n: m["n_train_users"] for n, m in ranker.metadata.items() if "n_train_users" in m}  # e.g. --train-all
+    people = ", ".join(f"{n} {k}" for n, k in trained.items()) if trained else len(train_users)
+    print(f"{len(val)} validation examples from {len(val_users)} users disjoint from the adapters' training users "
+          f"({people}); uniform: CE ln 20 = {math.log(20):.3f}, top-1 0.05, MRR 0.180. CE of the reference orders "
           "is the softmax of their score (not fitted), so read their top-1/MRR.\n")
     graded = args.labels == "rated"
     cols = ["CE", "top-1", "MRR", *(["Spearman"] if graded else [])]
