@@ -135,11 +135,17 @@ class Checkpoint:
         return value
 
 
+def plain_config(cfg: SimConfig) -> dict[str, Any]:
+    """The configuration as JSON takes it (paths as strings, also inside tuples)."""
+    def plain(v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else [plain(x) for x in v] if isinstance(v, tuple | list) else v
+
+    return {k: plain(v) for k, v in asdict(cfg).items()}
+
+
 def fingerprint(cfg: SimConfig) -> str:
     """What a checkpoint's pieces depend on: the configuration and, when the LLM runs, the adapters' weights."""
-    parts = {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "also_exclude" else v)
-             for k, v in asdict(cfg).items()
-             if k not in ("out_dir", "batch_size")}  # neither changes a result
+    parts = {k: v for k, v in plain_config(cfg).items() if k not in ("out_dir", "batch_size")}  # neither changes a result
     if cfg.llm:
         parts["adapters"] = {n: (f.stat().st_size, f.stat().st_mtime_ns) if (f := cfg.adapters_dir / n /
                                                                             "adapter_model.safetensors").exists()
@@ -379,7 +385,7 @@ def run(cfg: SimConfig, checkpoint: Path | None = None) -> dict[str, Any]:
                                                         batch_size=cfg.batch_size)
                              for c in conds if c.only in (None, scenario)}
     return {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": plain_config(cfg),
         "command": "python -m recsys.simulate " + " ".join(sys.argv[1:]),
         "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "protocol": report.PROTOCOL, "sasrec": retriever.meta,

@@ -312,8 +312,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_gives_the_same_results(tmp
 
     _tiny_sasrec_cache(tmp_path)
     cfg = sim.SimConfig(users=3, val_users=2, rounds=2, alphas=(0.5, 0.6), scenarios=("warm",),
-                        adapters_dir=tmp_path / "none", out_dir=tmp_path)
+                        adapters_dir=tmp_path / "none", also_exclude=(tmp_path / "other",), out_dir=tmp_path)
     clean = sim.main(cfg, tag="-clean")
+    assert clean["config"]["also_exclude"] == [str(tmp_path / "other")]  # written as JSON
     assert not (tmp_path / "ml-100k-clean.checkpoint.json").exists()  # removed once the results are written
 
     real, calls, die_at = sim.simulate, [], [5]
