@@ -448,6 +448,25 @@ def deltas_table(paths: Sequence[Path]) -> str:
     return deltas_markdown(columns)
 
 
+def dumps_paired(new: Path, old: Path) -> str:
+    """Two adapter pairs on the same people: per LLM row, new − old in per-user NDCG@10 (95% t-interval), from two
+    ``save_scores`` dumps of the same cases (same SASRec candidates and targets; refused otherwise)."""
+    from recsys.sim.metrics import mean_ci
+
+    (a_cases, a_scored), (b_cases, b_scored) = load_scores(Path(new)), load_scores(Path(old))
+    if [(c.candidates, c.target_pos) for c in a_cases] != [(c.candidates, c.target_pos) for c in b_cases]:
+        raise SystemExit(f"{new} and {old} hold different cases (another dataset, seed, SASRec or protocol)")
+    seed = int(Path(new).stem.rsplit("-", 2)[-2]) if Path(new).stem.count("-") >= 2 else 0
+    a_rows, b_rows = rank_rows(a_cases, a_scored, None, seed=seed), rank_rows(b_cases, b_scored, None, seed=seed)
+    base = float(ndcg_per_user(a_rows["SASRec"], 10).mean())
+    lines = [f"Per-user NDCG@10, {new} − {old} (n = {len(a_cases)}; SASRec {base:.4f}), mean [95% interval]:", "",
+             "| row | difference |", "|---|---|"]
+    for name in (n for n in a_rows if n in b_rows and n != "SASRec"):
+        mean, lo, hi = mean_ci(ndcg_per_user(a_rows[name], 10) - ndcg_per_user(b_rows[name], 10))[:3]
+        lines.append(f"| {name} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+    return "\n".join(lines)
+
+
 def results_deltas(results: dict[int, dict], dataset: str) -> str:
     """``deltas_markdown`` of a run's stored per-seed ``paired_deltas`` (every row, not only the LLM's)."""
     columns = [(f"{dataset} seed {s} {p} (n = {r['n_users']}; SASRec {r['all']['SASRec']['NDCG@10']:.4f})",
@@ -474,6 +493,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="only print the tables of earlier runs' JSON files (seeds pooled: mean ± sd)")
     p.add_argument("--deltas-from", type=Path, nargs="+", default=None, metavar="NPZ",
                    help="only print each LLM row's paired NDCG@10 difference from SASRec, from score dumps")
+    p.add_argument("--pair-dumps", type=Path, nargs=2, default=None, metavar=("NEW", "OLD"),
+                   help="only print new − old per user for each row, from two adapter pairs' score dumps of the same cases")
     return p
 
 
@@ -508,7 +529,9 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = vars(make_parser().parse_args())
-    if (dumps := args.pop("deltas_from")) is not None:
+    if (pair := args.pop("pair_dumps")) is not None:
+        print(dumps_paired(*pair))  # noqa: T201
+    elif (dumps := args.pop("deltas_from")) is not None:
         print(deltas_table(dumps))  # noqa: T201
     elif (sources := args.pop("tables_from")) is not None:
         merged = merge_results(sources)

@@ -236,6 +236,23 @@ def test_deltas_from_a_dump_are_paired_differences_from_sasrec(tmp_path):
     assert "ml-100k seed 43 sampled-100 (n = 30" in deltas_table([tmp_path / "ml-100k-43-sampled-100.npz"])
 
 
+def test_two_pairs_dumps_are_paired_per_user_and_other_cases_refused(tmp_path):
+    from recsys.rerank_eval import dumps_paired, save_scores
+
+    cases = _valid_cases(30, target_pos=12)  # SASRec puts every target 13th: NDCG@10 = 0
+    oracle = [(np.eye(20)[12], -np.eye(20)[12]) for _ in cases]
+    flat = [(np.zeros(20), np.zeros(20)) for _ in cases]
+    save_scores(tmp_path / "new" / "toy-7-full.npz", cases, {"tuned": oracle})
+    save_scores(tmp_path / "old" / "toy-7-full.npz", cases, {"tuned": flat})
+    table = dumps_paired(tmp_path / "new" / "toy-7-full.npz", tmp_path / "old" / "toy-7-full.npz")
+    assert "| fine-tuned pos alone | +1.0000 [+1.0000, +1.0000] |" in table  # rank 1 against ties kept in SASRec's order
+    same = dumps_paired(tmp_path / "old" / "toy-7-full.npz", tmp_path / "old" / "toy-7-full.npz").splitlines()[4:]
+    assert len(same) >= 5 and all(line.endswith("| +0.0000 [+0.0000, +0.0000] |") for line in same)  # one pair: 0
+    save_scores(tmp_path / "other.npz", _valid_cases(30, target_pos=3), {"tuned": flat})
+    with pytest.raises(SystemExit, match="different cases"):
+        dumps_paired(tmp_path / "new" / "toy-7-full.npz", tmp_path / "other.npz")
+
+
 def test_a_runs_stored_deltas_print_one_column_per_seed_and_protocol():
     from recsys.rerank_eval import paired_deltas, rank_rows, results_deltas
 
