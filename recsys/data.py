@@ -247,17 +247,29 @@ def mean_ratings(split: Split, users: Iterable[int] | None = None, parts: Sequen
     Smoothing: (sum + prior * global mean) / (count + prior). Movies nobody rated get no entry.
     """
     users = list(range(len(split.sequences)) if users is None else users)
+    counts, sums = rating_totals(split, users, parts)
+    if counts.sum() == 0:
+        return {}
+    smoothed = smoothed_means(counts, sums, prior)
+    return {int(split.item_ids[i]): round(float(smoothed[i]), 2) for i in np.flatnonzero(counts) if i > 0}
+
+
+def rating_totals(split: Split, users: Iterable[int], parts: Sequence[np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(count, sum) of ratings per item index over the training part of ``users`` (``parts``: see mean_ratings)."""
     counts = np.zeros(split.n_items + 1)
     sums = np.zeros(split.n_items + 1)
     for row, u in enumerate(users):
         n = len(split.train(u)) if parts is None else int(parts[row])
         np.add.at(counts, split.sequences[u][:n], 1.0)
         np.add.at(sums, split.sequences[u][:n], split.ratings[u][:n])
-    if counts.sum() == 0:
-        return {}
+    return counts, sums
+
+
+def smoothed_means(counts: np.ndarray, sums: np.ndarray, prior: float) -> np.ndarray:
+    """Per item: (sum + prior * global mean) / (count + prior); items nobody rated get the global mean."""
     mean = sums.sum() / counts.sum()
-    smoothed = (sums + prior * mean) / (counts + prior)
-    return {int(split.item_ids[i]): round(float(smoothed[i]), 2) for i in np.flatnonzero(counts) if i > 0}
+    return (sums + prior * mean) / (counts + prior)
 
 
 class RatingTotals:
@@ -272,30 +284,13 @@ class RatingTotals:
 
     def __init__(self, split: Split, prior: float = RATING_PRIOR):
         self.split, self.prior = split, prior
-        self.counts = np.zeros(split.n_items + 1)
-        self.sums = np.zeros(split.n_items + 1)
-        for u in range(len(split.sequences)):
-            seq, ratings = self._own(u)
-            np.add.at(self.counts, seq, 1.0)
-            np.add.at(self.sums, seq, ratings)
+        self.counts, self.sums = rating_totals(split, range(len(split.sequences)))
         self.index = {int(raw): i for i, raw in enumerate(split.item_ids) if i > 0}
-
-    def _own(self, u: int) -> tuple[np.ndarray, np.ndarray]:
-        seq = self.split.train(u)
-        return seq, np.asarray(self.split.ratings[u][: len(seq)], dtype=np.float64)
 
     def without(self, u: int, raw_ids: Sequence[int]) -> list[float | None]:
         """Smoothed mean ratings of ``raw_ids`` over every user's training part except person ``u``'s."""
-        seq, ratings = self._own(u)
-        counts, sums = self.counts.copy(), self.sums.copy()
-        np.subtract.at(counts, seq, 1.0)
-        np.subtract.at(sums, seq, ratings)
-        mean = sums.sum() / counts.sum()
-        out: list[float | None] = []
-        for raw in raw_ids:
-            i = self.index.get(int(raw))
-            if i is None or counts[i] < 0.5:
-                out.append(None)
-            else:
-                out.append(round(float((sums[i] + self.prior * mean) / (counts[i] + self.prior)), 2))
-        return out
+        own_counts, own_sums = rating_totals(self.split, [u])
+        counts, sums = self.counts - own_counts, self.sums - own_sums
+        smoothed = smoothed_means(counts, sums, self.prior)
+        rows = [self.index.get(int(raw)) for raw in raw_ids]
+        return [None if i is None or counts[i] < 0.5 else round(float(smoothed[i]), 2) for i in rows]

@@ -433,13 +433,19 @@ def deltas_markdown(columns: Sequence[tuple[str, float, dict[str, list[float]]]]
     return "\n".join(lines + [f"| {name} | " + " | ".join(c) + " |" for name, c in cells.items()])
 
 
+def dump_name(path: Path) -> tuple[str, str, str]:
+    """(dataset, seed, protocol) of a ``save_scores`` dump named <dataset>-<seed>-<protocol>.npz."""
+    protocol = next(p for p in PROTOCOLS if Path(path).stem.endswith(f"-{p}"))
+    dataset, seed = Path(path).stem[: -len(protocol) - 1].rsplit("-", 1)
+    return dataset, seed, protocol
+
+
 def deltas_table(paths: Sequence[Path]) -> str:
     """Each LLM row's paired difference from SASRec in per-user NDCG@10 (mean over all users, 95% t-interval,
     and relative to SASRec's NDCG@10), recomputed from ``save_scores`` dumps named <dataset>-<seed>-<protocol>.npz."""
     columns = []
     for path in paths:
-        protocol = next(p for p in PROTOCOLS if Path(path).stem.endswith(f"-{p}"))
-        dataset, seed = Path(path).stem[: -len(protocol) - 1].rsplit("-", 1)
+        dataset, seed, protocol = dump_name(path)
         cases, scored = load_scores(Path(path))
         rows = rank_rows(cases, scored, None, seed=int(seed))
         base = float(ndcg_per_user(rows["SASRec"], 10).mean())
@@ -456,7 +462,7 @@ def dumps_paired(new: Path, old: Path) -> str:
     (a_cases, a_scored), (b_cases, b_scored) = load_scores(Path(new)), load_scores(Path(old))
     if [(c.candidates, c.target_pos) for c in a_cases] != [(c.candidates, c.target_pos) for c in b_cases]:
         raise SystemExit(f"{new} and {old} hold different cases (another dataset, seed, SASRec or protocol)")
-    seed = int(Path(new).stem.rsplit("-", 2)[-2]) if Path(new).stem.count("-") >= 2 else 0
+    seed = int(dump_name(new)[1])  # the fitted rows' folds
     a_rows, b_rows = rank_rows(a_cases, a_scored, None, seed=seed), rank_rows(b_cases, b_scored, None, seed=seed)
     base = float(ndcg_per_user(a_rows["SASRec"], 10).mean())
     lines = [f"Per-user NDCG@10, {new} − {old} (n = {len(a_cases)}; SASRec {base:.4f}), mean [95% interval]:", "",

@@ -248,9 +248,11 @@ def test_two_pairs_dumps_are_paired_per_user_and_other_cases_refused(tmp_path):
     assert "| fine-tuned pos alone | +1.0000 [+1.0000, +1.0000] |" in table  # rank 1 against ties kept in SASRec's order
     same = dumps_paired(tmp_path / "old" / "toy-7-full.npz", tmp_path / "old" / "toy-7-full.npz").splitlines()[4:]
     assert len(same) >= 5 and all(line.endswith("| +0.0000 [+0.0000, +0.0000] |") for line in same)  # one pair: 0
-    save_scores(tmp_path / "other.npz", _valid_cases(30, target_pos=3), {"tuned": flat})
+    save_scores(tmp_path / "toy-7-sampled-100.npz", _valid_cases(30, target_pos=3), {"tuned": flat})
     with pytest.raises(SystemExit, match="different cases"):
-        dumps_paired(tmp_path / "new" / "toy-7-full.npz", tmp_path / "other.npz")
+        dumps_paired(tmp_path / "new" / "toy-7-full.npz", tmp_path / "toy-7-sampled-100.npz")
+    save_scores(tmp_path / "old" / "toy-7-sampled-100.npz", cases, {"tuned": flat})  # a protocol with a hyphen
+    assert "| fine-tuned pos alone | +0.0000" in dumps_paired(*[tmp_path / "old" / "toy-7-sampled-100.npz"] * 2)
 
 
 def test_a_runs_stored_deltas_print_one_column_per_seed_and_protocol():
