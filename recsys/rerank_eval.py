@@ -19,10 +19,11 @@ Command: ``python -m recsys.rerank_eval --dataset ml-latest-small --seeds 42`` (
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -454,9 +455,10 @@ def deltas_table(paths: Sequence[Path]) -> str:
     return deltas_markdown(columns)
 
 
-def dumps_paired(new: Path, old: Path) -> str:
+def dumps_paired(new: Path, old: Path, groups: Mapping[str, np.ndarray] | None = None) -> str:
     """Two adapter pairs on the same people: per LLM row, new − old in per-user NDCG@10 (95% t-interval), from two
-    ``save_scores`` dumps of the same cases (same SASRec candidates and targets; refused otherwise)."""
+    ``save_scores`` dumps of the same cases (same SASRec candidates and targets; refused otherwise). ``groups``:
+    name -> boolean mask over the cases, one column each (e.g. ``training_groups``); default one column, everyone."""
     from recsys.sim.metrics import mean_ci
 
     (a_cases, a_scored), (b_cases, b_scored) = load_scores(Path(new)), load_scores(Path(old))
@@ -465,12 +467,40 @@ def dumps_paired(new: Path, old: Path) -> str:
     seed = int(dump_name(new)[1])  # the fitted rows' folds
     a_rows, b_rows = rank_rows(a_cases, a_scored, None, seed=seed), rank_rows(b_cases, b_scored, None, seed=seed)
     base = float(ndcg_per_user(a_rows["SASRec"], 10).mean())
-    lines = [f"Per-user NDCG@10, {new} − {old} (n = {len(a_cases)}; SASRec {base:.4f}), mean [95% interval]:", "",
-             "| row | difference |", "|---|---|"]
+    groups = groups or {"everyone": np.ones(len(a_cases), dtype=bool)}
+    if any(len(m) != len(a_cases) for m in groups.values()):
+        raise SystemExit(f"{new} holds {len(a_cases)} cases, not one per person (a --max-users run?)")
+    lines = [f"Per-user NDCG@10, {new} − {old} (SASRec {base:.4f}), mean [95% interval]:", "",
+             "| row | " + " | ".join(f"{g} (n = {int(m.sum())})" for g, m in groups.items()) + " |",
+             "|" + "---|" * (1 + len(groups))]
     for name in (n for n in a_rows if n in b_rows and n != "SASRec"):
-        mean, lo, hi = mean_ci(ndcg_per_user(a_rows[name], 10) - ndcg_per_user(b_rows[name], 10))[:3]
-        lines.append(f"| {name} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+        diff = ndcg_per_user(a_rows[name], 10) - ndcg_per_user(b_rows[name], 10)
+        cells = [mean_ci(diff[m])[:3] for m in groups.values()]
+        lines.append(f"| {name} | " + " | ".join(f"{a:+.4f} [{lo:+.4f}, {hi:+.4f}]" for a, lo, hi in cells) + " |")
     return "\n".join(lines)
+
+
+def training_groups(split: Split, adapter_dirs: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Masks over a dump's cases (every user of ``split``, in order: a run without ``--max-users``) by which of
+    the adapter pairs in ``adapter_dirs`` trained on each person (their metadata's split; validation people are
+    not trained on): e.g. trained by both, by the new pair only, by neither. Groups nobody falls in are left out."""
+    from recsys.finetune import FinetuneConfig, split_users
+
+    trained = []
+    for folder in adapter_dirs:
+        config = json.loads((Path(folder) / "pos" / "metadata.json").read_text())["config"]
+        fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"],
+                            train_all=config.get("train_all", False))
+        mask = np.zeros(len(split.sequences), dtype=bool)
+        mask[split_users(split, fc)[0]] = True
+        trained.append(mask)
+    groups: dict[str, np.ndarray] = {}
+    for flags in itertools.product((True, False), repeat=len(trained)):
+        mask = np.logical_and.reduce([m == f for m, f in zip(trained, flags, strict=True)])
+        if mask.any():
+            name = ", ".join(f"{'' if f else 'not '}trained by {d}" for d, f in zip(adapter_dirs, flags, strict=True))
+            groups[name] = mask
+    return groups
 
 
 def results_deltas(results: dict[int, dict], dataset: str) -> str:
@@ -501,6 +531,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="only print each LLM row's paired NDCG@10 difference from SASRec, from score dumps")
     p.add_argument("--pair-dumps", type=Path, nargs=2, default=None, metavar=("NEW", "OLD"),
                    help="only print new − old per user for each row, from two adapter pairs' score dumps of the same cases")
+    p.add_argument("--by-training-people", type=Path, nargs="+", default=None, metavar="ADAPTERS",
+                   help="with --pair-dumps: one column per group of people by which of these pairs trained on them")
     return p
 
 
@@ -535,8 +567,10 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = vars(make_parser().parse_args())
+    by = args.pop("by_training_people")
     if (pair := args.pop("pair_dumps")) is not None:
-        print(dumps_paired(*pair))  # noqa: T201
+        groups = training_groups(prepare(dump_name(pair[0])[0])[1], by) if by else None
+        print(dumps_paired(*pair, groups))  # noqa: T201
     elif (dumps := args.pop("deltas_from")) is not None:
         print(deltas_table(dumps))  # noqa: T201
     elif (sources := args.pop("tables_from")) is not None:

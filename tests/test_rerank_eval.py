@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -253,6 +255,35 @@ def test_two_pairs_dumps_are_paired_per_user_and_other_cases_refused(tmp_path):
         dumps_paired(tmp_path / "new" / "toy-7-full.npz", tmp_path / "toy-7-sampled-100.npz")
     save_scores(tmp_path / "old" / "toy-7-sampled-100.npz", cases, {"tuned": flat})  # a protocol with a hyphen
     assert "| fine-tuned pos alone | +0.0000" in dumps_paired(*[tmp_path / "old" / "toy-7-sampled-100.npz"] * 2)
+
+
+def test_people_are_grouped_by_which_pairs_trained_on_them(tmp_path, toy_items):
+    from recsys.finetune import FinetuneConfig, split_users
+    from recsys.rerank_eval import dumps_paired, save_scores, training_groups
+    from tests.test_finetune import make_split
+
+    split = make_split(toy_items, 20, 10, (1, 1), 0)
+    configs = {"old": {"seed": 0, "user_fraction": 0.25, "val_users": 4},
+               "new": {"seed": 0, "user_fraction": 0.25, "val_users": 4, "train_all": True}}
+    for name, config in configs.items():
+        (tmp_path / name / "pos").mkdir(parents=True)
+        (tmp_path / name / "pos" / "metadata.json").write_text(json.dumps({"config": config}))
+    groups = training_groups(split, [tmp_path / "new", tmp_path / "old"])
+    old_train, val = split_users(split, FinetuneConfig(**configs["old"]))
+    assert [int(m.sum()) for m in groups.values()] == [5, 11, 4]  # both; the new pair only; neither (validation)
+    both, new_only, neither = groups.values()
+    assert set(np.flatnonzero(both)) == set(old_train) and set(np.flatnonzero(neither)) == set(val)
+    assert not (both & new_only).any() and (both | new_only | neither).all()
+
+    cases = _valid_cases(20, target_pos=12)
+    oracle = [(np.eye(20)[12], -np.eye(20)[12]) if i in old_train else (np.zeros(20), np.zeros(20)) for i in range(20)]
+    save_scores(tmp_path / "toy-7-full.npz", cases, {"tuned": oracle})
+    save_scores(tmp_path / "old" / "toy-7-full.npz", cases, {"tuned": [(np.zeros(20), np.zeros(20))] * 20})
+    row = next(line for line in dumps_paired(tmp_path / "toy-7-full.npz", tmp_path / "old" / "toy-7-full.npz",
+                                             groups).splitlines() if line.startswith("| fine-tuned pos alone"))
+    assert row == "| fine-tuned pos alone | +1.0000 [+1.0000, +1.0000] | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] |"
+    with pytest.raises(SystemExit, match="not one per person"):
+        dumps_paired(tmp_path / "toy-7-full.npz", tmp_path / "old" / "toy-7-full.npz", {"x": np.ones(3, dtype=bool)})
 
 
 def test_a_runs_stored_deltas_print_one_column_per_seed_and_protocol():
