@@ -60,7 +60,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,6 +238,13 @@ def split_users(split: Split, cfg: FinetuneConfig) -> tuple[list[int], list[int]
     # train_all: the same validation people as the fraction's split, every other person trains
     train = np.concatenate([order[:n_train], order[n_train + cfg.val_users :]]) if cfg.train_all else order[:n_train]
     return sorted(train.tolist()), sorted(val.tolist())
+
+
+def split_users_of(config: Mapping[str, Any], split: Split) -> tuple[list[int], list[int]]:
+    """``split_users`` as an adapter's metadata ``config`` (seed, user fraction, validation people, train_all) drew
+    them: which people of ``split`` trained it and which validated it."""
+    return split_users(split, FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"],
+                                             val_users=config["val_users"], train_all=config.get("train_all", False)))
 
 
 def task_masks(ratings: np.ndarray, cfg: FinetuneConfig) -> dict[prompts.Task, np.ndarray]:

@@ -484,15 +484,13 @@ def training_groups(split: Split, adapter_dirs: Sequence[Path]) -> dict[str, np.
     """Masks over a dump's cases (every user of ``split``, in order: a run without ``--max-users``) by which of
     the adapter pairs in ``adapter_dirs`` trained on each person (their metadata's split; validation people are
     not trained on): e.g. trained by both, by the new pair only, by neither. Groups nobody falls in are left out."""
-    from recsys.finetune import FinetuneConfig, split_users
+    from recsys.finetune import split_users_of
 
     trained = []
     for folder in adapter_dirs:
         config = json.loads((Path(folder) / "pos" / "metadata.json").read_text())["config"]
-        fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"],
-                            train_all=config.get("train_all", False))
         mask = np.zeros(len(split.sequences), dtype=bool)
-        mask[split_users(split, fc)[0]] = True
+        mask[split_users_of(config, split)[0]] = True
         trained.append(mask)
     groups: dict[str, np.ndarray] = {}
     for flags in itertools.product((True, False), repeat=len(trained)):

@@ -233,14 +233,12 @@ def excluded_people(cfg: SimConfig, split: Split) -> tuple[set[int], str]:
 def reconstructed_adapter_users(config: Mapping[str, Any], split: Split) -> set[int]:
     """finetune.split_users with the adapter's own config, on the same leave-one-out split."""
     # local: only needed when adapter metadata names this dataset
-    from recsys.finetune import FinetuneConfig, split_users
+    from recsys.finetune import split_users_of
 
-    fc = FinetuneConfig(seed=config["seed"], user_fraction=config["user_fraction"], val_users=config["val_users"],
-                        train_all=config.get("train_all", False))
-    train, val = split_users(split, fc)
+    train, val = split_users_of(config, split)
     # train_all: every other person trained on their history part only (finetune.training_part), never on the
     # ratings a simulated person answers from; the validation people were scored on their later ratings
-    return {int(split.user_ids[u]) for u in ((*train, *val) if not fc.train_all else val)}
+    return {int(split.user_ids[u]) for u in ((*train, *val) if not config.get("train_all", False) else val)}
 
 
 def choose_users(rs: RatingSplit, excluded: set[int], n_test: int | None, n_val: int, seed: int) -> tuple[list[int], list[int]]:
