@@ -80,6 +80,7 @@ from recsys.protocols import Retriever
 from recsys.sim.split import heldout_size
 
 log = logging.getLogger(__name__)
+SASREC_ASSETS = Path("assets/sasrec")  # the shipped retrievers, one folder per dataset
 
 MAX_HISTORY: dict[prompts.Task, int] = {"pos": 10, "neg": 5}  # the paper's limits, as at inference
 
@@ -830,11 +831,22 @@ CANDIDATE_RATINGS = {
 
 
 def default_retriever(split: Split, sasrec_dir: Path | None, seed: int) -> tuple[Retriever, str]:
-    """SASRec hard negatives when a trained model exists, else popularity-sampled ones."""
-    if sasrec_dir is not None and (sasrec_dir / "model.pt").exists():
+    """SASRec hard negatives from ``sasrec_dir`` (default: ``assets/sasrec/<dataset>`` when one is there), else
+    popularity-sampled ones. A SASRec trained on another dataset is refused: its ids belong to another catalog."""
+    folder = sasrec_dir if sasrec_dir is not None else SASREC_ASSETS / split.name
+    if (folder / "model.pt").exists():
         from recsys.sasrec import SASRecRetriever
 
-        return SASRecRetriever.load(sasrec_dir), f"SASRec ({sasrec_dir})"
+        retriever = SASRecRetriever.load(folder)
+        trained_on = retriever.meta.get("dataset")
+        if trained_on is not None and trained_on != split.name:
+            raise ValueError(f"{folder} holds a SASRec trained on {trained_on}, not {split.name}: its hard negatives "
+                             f"would be another catalog's ids. Pass --sasrec-dir with a {split.name} model (python -m "
+                             f"recsys.sasrec --dataset {split.name} --out {SASREC_ASSETS / split.name})")
+        return retriever, f"SASRec ({folder})"
+    if sasrec_dir is not None:
+        raise FileNotFoundError(f"--sasrec-dir {sasrec_dir}: no model.pt there")
+    log.info("no SASRec in %s: popularity-sampled hard negatives", folder)
     return PopularityRetriever(split, seed=seed), "popularity-sampled (top 300)"
 
 
@@ -937,7 +949,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", default=d.base_model)
     p.add_argument("--out-dir", type=Path, default=d.out_dir)
     p.add_argument("--run-dir", type=Path, default=d.run_dir)
-    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    p.add_argument("--sasrec-dir", type=Path, default=None,
+                   help="the SASRec whose top items are the hard negatives (default: assets/sasrec/<dataset> when "
+                        "there, else popularity-sampled ones)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--printed-mean", choices=["others", "loo"], default=d.printed_mean,
                    help="the mean rating beside each candidate: over the users outside the adapter data, or over "

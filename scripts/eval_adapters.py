@@ -200,7 +200,7 @@ if __name__ == "__main__":
     p.add_argument("--lora-layers", type=int, nargs="+", default=None, help="as trained (checkpoint only)")
     p.add_argument("--target-modules", nargs="+", default=["q_proj", "v_proj"], help="as trained (checkpoint only)")
     p.add_argument("--dataset", default="ml-latest-small")
-    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    p.add_argument("--sasrec-dir", type=Path, default=None, help="default: assets/sasrec/<dataset> when there")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache"))
     p.add_argument("--user-fraction", type=float, default=0.2)
     p.add_argument("--max-examples-per-user", type=int, default=10)

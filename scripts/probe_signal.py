@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="ml-latest-small")
-    p.add_argument("--sasrec-dir", type=Path, default=Path("assets/sasrec/ml-latest-small"))
+    p.add_argument("--sasrec-dir", type=Path, default=None, help="default: assets/sasrec/<dataset> when there")
     p.add_argument("--user-fraction", type=float, default=0.2)
     p.add_argument("--max-examples-per-user", type=int, default=10)
     p.add_argument("--max-val-examples", type=int, default=100)

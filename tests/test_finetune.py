@@ -95,6 +95,31 @@ def test_popularity_retriever_follows_the_protocol(toy_split):
     assert len(out) == 5 == len(set(out)) and not set(out) & {1, 2, 3, 4}
 
 
+def test_default_retriever_refuses_another_datasets_sasrec(toy_split, tmp_path, monkeypatch):
+    """Hard negatives from a SASRec trained on another catalog would be that catalog's ids (it once happened:
+    --dataset ml-100k with ml-latest-small's model as the default)."""
+    from recsys.sasrec import SASRec, SASRecConfig, SASRecRetriever
+
+    n_items = len(toy_split.item_ids) - 1
+
+    def saved(folder, dataset):
+        SASRecRetriever(SASRec(n_items, SASRecConfig(hidden=8, heads=1, max_len=8)), toy_split.item_ids,
+                        np.arange(1, n_items + 1), {"dataset": dataset}).save(folder)
+        return folder
+
+    with pytest.raises(ValueError, match="trained on ml-latest-small, not toy"):
+        finetune.default_retriever(toy_split, saved(tmp_path / "other", "ml-latest-small"), 0)
+    retriever, name = finetune.default_retriever(toy_split, saved(tmp_path / "same", "toy"), 0)
+    assert name == f"SASRec ({tmp_path / 'same'})" and retriever.meta["dataset"] == "toy"
+    with pytest.raises(FileNotFoundError, match="no model.pt"):
+        finetune.default_retriever(toy_split, tmp_path / "missing", 0)
+    # the default folder is the dataset's own: assets/sasrec/<dataset>, popularity when there is none
+    monkeypatch.setattr(finetune, "SASREC_ASSETS", tmp_path / "assets")
+    assert isinstance(finetune.default_retriever(toy_split, None, 0)[0], finetune.PopularityRetriever)
+    saved(tmp_path / "assets" / "toy", "toy")
+    assert finetune.default_retriever(toy_split, None, 0)[1] == f"SASRec ({tmp_path / 'assets' / 'toy'})"
+
+
 def test_one_tiny_epoch_and_adapter_round_trip(toy_split, toy_catalog, smol_tokenizer, tmp_path):  # noqa: F811
     cfg = tiny_config(tmp_path, task="both")
     train_users, val_users = finetune.split_users(toy_split, cfg)
