@@ -441,6 +441,21 @@ def dump_name(path: Path) -> tuple[str, str, str]:
     return dataset, seed, protocol
 
 
+def dump_file(path: Path) -> Path:
+    """A ``save_scores`` dump named on the command line: the file itself, or a run's ``--out`` folder (or its
+    ``scores`` folder) holding exactly one dump; a clear exit otherwise (rather than numpy's traceback)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise SystemExit(f"{path}: no such score dump or folder")
+    found = sorted({*path.glob("*.npz"), *path.glob("scores/*.npz")})
+    if len(found) != 1:
+        raise SystemExit(f"{path}: " + (f"{len(found)} score dumps, name one: " + ", ".join(map(str, found)) if found
+                                        else "no score dump (<dataset>-<seed>-<protocol>.npz) in it or its scores/"))
+    return found[0]
+
+
 def deltas_table(paths: Sequence[Path]) -> str:
     """Each LLM row's paired difference from SASRec in per-user NDCG@10 (mean over all users, 95% t-interval,
     and relative to SASRec's NDCG@10), recomputed from ``save_scores`` dumps named <dataset>-<seed>-<protocol>.npz."""
@@ -567,10 +582,11 @@ if __name__ == "__main__":
     args = vars(make_parser().parse_args())
     by = args.pop("by_training_people")
     if (pair := args.pop("pair_dumps")) is not None:
+        pair = [dump_file(p) for p in pair]
         groups = training_groups(prepare(dump_name(pair[0])[0])[1], by) if by else None
         print(dumps_paired(*pair, groups))  # noqa: T201
     elif (dumps := args.pop("deltas_from")) is not None:
-        print(deltas_table(dumps))  # noqa: T201
+        print(deltas_table([dump_file(p) for p in dumps]))  # noqa: T201
     elif (sources := args.pop("tables_from")) is not None:
         merged = merge_results(sources)
         print("\n\n".join([*(markdown(merged, args["dataset"], subset) for subset in ("all", "valid")),  # noqa: T201

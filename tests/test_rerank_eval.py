@@ -300,3 +300,19 @@ def test_a_runs_stored_deltas_print_one_column_per_seed_and_protocol():
     assert "| row | toy seed 42 full (n = 30; SASRec 0.2500) | toy seed 43 full (n = 30; SASRec 0.2500) |" in table
     assert "| only here | — | +0.1000 [+0.0000, +0.2000] (+40.0%) |" in table
     assert results_deltas({42: {"full": result}}, "toy") == ""  # runs stored before deltas: no table
+
+
+def test_dump_file_takes_a_run_folder_and_refuses_clearly(tmp_path):
+    from recsys.rerank_eval import dump_file
+
+    (tmp_path / "run" / "scores").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no score dump"):
+        dump_file(tmp_path / "run")
+    with pytest.raises(SystemExit, match="no such score dump"):
+        dump_file(tmp_path / "nowhere")
+    one = tmp_path / "run" / "scores" / "toy-7-full.npz"
+    one.write_bytes(b"")
+    assert dump_file(tmp_path / "run") == one == dump_file(tmp_path / "run" / "scores") == dump_file(one)
+    (tmp_path / "run" / "scores" / "toy-8-full.npz").write_bytes(b"")
+    with pytest.raises(SystemExit, match="2 score dumps, name one"):
+        dump_file(tmp_path / "run")
