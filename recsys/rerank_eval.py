@@ -497,15 +497,17 @@ def dumps_paired(new: Path, old: Path, groups: Mapping[str, np.ndarray] | None =
 
 def training_groups(split: Split, adapter_dirs: Sequence[Path]) -> dict[str, np.ndarray]:
     """Masks over a dump's cases (every user of ``split``, in order: a run without ``--max-users``) by which of
-    the adapter pairs in ``adapter_dirs`` trained on each person (their metadata's split; validation people are
-    not trained on): e.g. trained by both, by the new pair only, by neither. Groups nobody falls in are left out."""
+    the adapter pairs in ``adapter_dirs`` trained on each person (either adapter, from its metadata's split;
+    validation people are not trained on, nor is anyone by an adapter trained on another dataset): e.g. trained by
+    both, by the new pair only, by neither. Groups nobody falls in are left out."""
     from recsys.finetune import split_users_of
 
     trained = []
     for folder in adapter_dirs:
-        config = json.loads((Path(folder) / "pos" / "metadata.json").read_text())["config"]
         mask = np.zeros(len(split.sequences), dtype=bool)
-        mask[split_users_of(config, split)[0]] = True
+        for meta in (json.loads(p.read_text()) for p in sorted(Path(folder).glob("*/metadata.json"))):
+            if meta.get("dataset", split.name) == split.name:
+                mask[split_users_of(meta["config"], split)[0]] = True
         trained.append(mask)
     groups: dict[str, np.ndarray] = {}
     for flags in itertools.product((True, False), repeat=len(trained)):

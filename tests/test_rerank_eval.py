@@ -268,9 +268,22 @@ def test_people_are_grouped_by_which_pairs_trained_on_them(tmp_path, toy_items):
     for name, config in configs.items():
         (tmp_path / name / "pos").mkdir(parents=True)
         (tmp_path / name / "pos" / "metadata.json").write_text(json.dumps({"config": config}))
+    # an adapter trained on another dataset trained nobody here, though its config would pick people of this split
+    (tmp_path / "old" / "neg").mkdir()
+    (tmp_path / "old" / "neg" / "metadata.json").write_text(json.dumps(
+        {"dataset": "elsewhere", "config": {"seed": 1, "user_fraction": 0.9, "val_users": 1}}))
     groups = training_groups(split, [tmp_path / "new", tmp_path / "old"])
     old_train, val = split_users(split, FinetuneConfig(**configs["old"]))
     assert [int(m.sum()) for m in groups.values()] == [5, 11, 4]  # both; the new pair only; neither (validation)
+    # either adapter of a pair counts: a negative adapter on this dataset with more people widens "trained by old"
+    (tmp_path / "old" / "neg" / "metadata.json").write_text(json.dumps(
+        {"dataset": "toy", "config": {"seed": 0, "user_fraction": 0.5, "val_users": 4}}))
+    wider = training_groups(split, [tmp_path / "new", tmp_path / "old"])
+    new_train = set(split_users(split, FinetuneConfig(**configs["new"]))[0])
+    old_neg_train = set(split_users(split, FinetuneConfig(seed=0, user_fraction=0.5, val_users=4))[0])
+    expected = (old_neg_train | set(old_train)) & new_train
+    assert set(np.flatnonzero(next(iter(wider.values())))) == expected and len(expected) > 5
+    (tmp_path / "old" / "neg" / "metadata.json").unlink()
     both, new_only, neither = groups.values()
     assert set(np.flatnonzero(both)) == set(old_train) and set(np.flatnonzero(neither)) == set(val)
     assert not (both & new_only).any() and (both | new_only | neither).all()
