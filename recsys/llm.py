@@ -90,6 +90,10 @@ class RankerConfig:
     max_likes: int = 10  # the paper's limits; likes/dislikes arrive newest first
     max_dislikes: int = 5
     seed: int = 0  # candidate order in the prompt: a seeded shuffle of the candidate *set*
+    # score each side under this many candidate orders (seeds seed, seed + 1, ...) and average the letter logits
+    # per candidate (permutation self-consistency, Tang et al. 2024): less of the letter-position noise, one pass
+    # per order (on a GPU the extra rows share a batch)
+    orders: int = 1
     calibrate: bool = False  # subtract each letter's mean logit on content-free prompts
     show_year: bool = prompts.SHOW_YEAR
     template: str | None = None  # prompts.TEMPLATES; None: the adapters' own (prompts.TEMPLATE_VERSION without adapters)
@@ -97,6 +101,10 @@ class RankerConfig:
     # building the ranker then compiles a graph per adapter, ~1 min each on a 2-core CPU
     compile: bool = False
     compile_backend: str = "inductor"  # torch.compile's backend ("eager" in the tests: tracing without codegen)
+
+    def __post_init__(self) -> None:
+        if self.orders < 1:
+            raise ValueError(f"orders must be at least 1, got {self.orders}")
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -676,15 +684,16 @@ class LetterRanker:
         """The base model without fine-tuning, same prompts (the benchmark's zero-shot row)."""
         return self._score(likes, dislikes, candidates, zero_shot=True)
 
-    def prompt_order(self, candidates: Sequence[int]) -> np.ndarray:
+    def prompt_order(self, candidates: Sequence[int], order: int = 0) -> np.ndarray:
         """Prompt position -> index into ``candidates``: a shuffle seeded by the candidate SET.
 
         The retriever's order never reaches the prompt (position bias), and the same set always gets
-        the same prompt, so scores do not depend on the order candidates arrive in.
+        the same prompt, so scores do not depend on the order candidates arrive in. ``order`` j picks the
+        shuffle of seed ``config.seed + j`` (the j-th of ``config.orders``).
         """
         ids = np.asarray(candidates, dtype=np.int64)
         by_id = np.argsort(ids, kind="stable")
-        rng = np.random.default_rng([self.config.seed, *sorted(int(i) for i in ids)])
+        rng = np.random.default_rng([self.config.seed + order, *sorted(int(i) for i in ids)])
         return by_id[rng.permutation(len(ids))]
 
     def texts(self, item_ids: Sequence[int], candidates: bool = False, task: prompts.Task = "pos") -> list[str]:
@@ -692,12 +701,12 @@ class LetterRanker:
         return prompts.texts([self.catalog[i] for i in item_ids], self.config.show_year, candidates,
                              self.templates[task])
 
-    def prompts_for(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]
-                    ) -> dict[prompts.Task, prompts.Prompt]:
+    def prompts_for(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int],
+                    order: int = 0) -> dict[prompts.Task, prompts.Prompt]:
         """The scoring prompt of each side with a history ("pos" first), in its adapter's template, the candidates
-        in ``prompt_order``."""
+        in ``prompt_order`` (its ``order``-th shuffle)."""
         tasks = self._tasks(likes, dislikes)
-        order = self.prompt_order(candidates)
+        order = self.prompt_order(candidates, order)
         histories = dict(tasks)
         return {task: prompts.build(task, self.texts(history, task=task),
                                     self.texts([candidates[i] for i in order], True, task),
@@ -730,22 +739,23 @@ class LetterRanker:
         self, queries: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]], zero_shot: bool,
         batch_size: int = 32,
     ) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
-        rows: list[tuple[int, str, str, prompts.Prompt]] = []  # (query, task, adapter name, prompt)
-        orders = []
+        rows: list[tuple[int, np.ndarray, str, str, prompts.Prompt]] = []  # (query, order, task, adapter, prompt)
         for q, (likes, dislikes, candidates) in enumerate(queries):
-            built = self.prompts_for(likes, dislikes, candidates) if candidates else {}
-            orders.append(self.prompt_order(candidates) if built else np.arange(0))
-            rows += [(q, task, BASE if zero_shot else task, prompt) for task, prompt in built.items()]
+            for j in range(self.config.orders if candidates else 0):
+                order = self.prompt_order(candidates, j)
+                rows += [(q, order, task, BASE if zero_shot else task, prompt)
+                         for task, prompt in self.prompts_for(likes, dislikes, candidates, j).items()]
         out: list[dict[str, np.ndarray]] = [{} for _ in queries]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             width = max(len(queries[q][2]) for q, *_ in chunk)
-            logits = self._letter_logits([r[3] for r in chunk], [r[2] for r in chunk], width)  # (B, width)
-            for (q, task, name, _), row in zip(chunk, logits, strict=True):
+            logits = self._letter_logits([r[4] for r in chunk], [r[3] for r in chunk], width)  # (B, width)
+            for (q, order, task, name, _), row in zip(chunk, logits, strict=True):
                 n = len(queries[q][2])  # a letter's logit does not depend on how many letters are read
                 scores = np.empty(n, dtype=np.float32)
-                scores[orders[q]] = row[:n] - self.letter_bias(name, task, n)
-                out[q][task] = scores
+                scores[order] = row[:n] - self.letter_bias(name, task, n)
+                # the mean over orders (a per-prompt offset shifts every candidate alike)
+                out[q][task] = out[q].get(task, 0.0) + scores / self.config.orders
         return [(o.get("pos"), o.get("neg")) for o in out]
 
     @torch.inference_mode()

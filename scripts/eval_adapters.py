@@ -117,7 +117,7 @@ def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp())
     adapters = (adapters_from_checkpoint(model, cfg, args.checkpoint, folder) if args.checkpoint
                 else {n: args.adapters / n for n in llm.ADAPTER_NAMES})
-    ranker = llm.LetterRanker(model, tokenizer, adapters, catalog)
+    ranker = llm.LetterRanker(model, tokenizer, adapters, catalog, llm.RankerConfig(orders=args.orders))
     counts = Counter(int(split.item_ids[i]) for u in range(len(split.sequences)) for i in split.train(u))
     rng = np.random.default_rng(0)
 
@@ -133,8 +133,9 @@ def main(args: argparse.Namespace) -> None:
     for ex in tqdm(val, desc="validation examples", mininterval=10):
         cands = list(ex.candidates)
         hist = {q.task: list(q.history) for q in ex.queries}
-        where = np.empty(len(cands), dtype=np.int64)  # candidate index -> its letter's position in the prompt
-        where[ranker.prompt_order(cands)] = np.arange(len(cands))
+        where = np.empty((args.orders, len(cands)), dtype=np.int64)  # order, candidate -> its letter's position
+        for j in range(args.orders):
+            where[j, ranker.prompt_order(cands, j)] = np.arange(len(cands))
         tuned = ranker.score(hist.get("pos", []), hist.get("neg", []), cands)
         zero = None if args.no_zero_shot else ranker.score_zero_shot(hist.get("pos", []), hist.get("neg", []), cands)
         rating = np.array([catalog[c].rating or 3.5 for c in cands])
@@ -142,10 +143,10 @@ def main(args: argparse.Namespace) -> None:
             side = 0 if q.task == "pos" else 1
             sign = 1.0 if q.task == "pos" else -1.0
             got = {
-                TUNED: tuned[side], "fine-tuned, calibrated": tuned[side] - bias[(q.task, q.task)][where],
+                TUNED: tuned[side], "fine-tuned, calibrated": tuned[side] - bias[(q.task, q.task)][where].mean(0),
                 **({} if zero is None else {
                     "base model (zero-shot)": zero[side],
-                    "base model, calibrated": zero[side] - bias[(llm.BASE, q.task)][where]}),
+                    "base model, calibrated": zero[side] - bias[(llm.BASE, q.task)][where].mean(0)}),
                 "random order": rng.random(len(cands)),
                 "popularity (pos: most rated first; neg: least)": sign * np.log1p([counts[c] for c in cands]),
                 "mean rating (pos: highest first; neg: lowest)": sign * 2.0 * rating,
@@ -207,6 +208,8 @@ if __name__ == "__main__":
     p.add_argument("--val-users", type=int, default=60)
     p.add_argument("--max-val-examples", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--orders", type=int, default=1,
+                   help="score under this many candidate orders and average (RankerConfig.orders)")
     p.add_argument("--no-zero-shot", action="store_true", help="skip the base-model rows (half the time)")
     p.add_argument("--labels", choices=["next", "rated"], default="next",
                    help="next-item validation examples, or graded ones (every candidate rated by the person)")

@@ -201,6 +201,33 @@ def test_calibration_subtracts_content_free_logits(tiny_model, smol_tokenizer, t
     assert abs(float(np.mean(bias))) < 1e-5  # centred: only the differences between letters matter
 
 
+def test_orders_average_the_scores_of_each_candidate_order(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    """``RankerConfig.orders``: each side's score is the mean over the shuffles of seeds seed .. seed + K - 1,
+    each candidate's letter logit taken where that shuffle put it (letter bias included, per order)."""
+    config = llm.RankerConfig(seed=5, orders=3, calibrate=True)
+    ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, config)
+    pos, neg = ranker.score(LIKES, DISLIKES, CANDIDATES)
+    singles = []
+    for j in range(3):
+        ranker.config = llm.RankerConfig(seed=5 + j, calibrate=True)
+        singles.append(ranker.score(LIKES, DISLIKES, CANDIDATES))
+    np.testing.assert_allclose(pos, np.mean([s[0] for s in singles], axis=0), atol=1e-5)
+    np.testing.assert_allclose(neg, np.mean([s[1] for s in singles], axis=0), atol=1e-5)
+    assert not np.allclose(singles[0][0], singles[1][0], atol=1e-3)  # the orders differ, so the mean is not any one
+    orders = {tuple(ranker.prompt_order(CANDIDATES, j)) for j in range(3)}
+    assert len(orders) == 3
+    ranker.config = config  # still a function of the candidate SET, and batched queries score the same
+    np.testing.assert_allclose(ranker.score(LIKES, DISLIKES, CANDIDATES[::-1])[0], pos[::-1], atol=1e-5)
+    many = ranker.score_many([(LIKES, DISLIKES, CANDIDATES), (LIKES, [], CANDIDATES[:7])], batch_size=4)
+    np.testing.assert_allclose(many[0][1], neg, atol=1e-5)
+    assert many[1][1] is None and len(many[1][0]) == 7
+
+
+def test_orders_must_be_positive():
+    with pytest.raises(ValueError, match="orders must be at least 1"):
+        llm.RankerConfig(orders=0)
+
+
 def test_calibration_uses_the_bias_stored_with_the_adapter(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
     stored = np.linspace(-1, 1, len(CANDIDATES)).round(4)
     meta = lora_dirs["pos"] / llm.METADATA_FILE
