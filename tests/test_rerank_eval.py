@@ -216,6 +216,15 @@ def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
     moved = cases[:1] + [replace(cases[1], candidates=cases[1].candidates[::-1])] + cases[2:]
     assert reused_scores(path, moved, "tuned") is None
     assert reused_scores(tmp_path / "missing.npz", cases, "tuned") is None
+    # scores averaged over other candidate orders (RankerConfig.orders) are not these: scored again
+    assert reused_scores(path, cases, "tuned", orders=4) is None
+    save_scores(path, cases, {"tuned": scored}, orders=4)
+    assert reused_scores(path, cases, "tuned", orders=4) is not None
+    assert reused_scores(path, cases, "tuned") is None
+    legacy = {k: v for k, v in np.load(path).items() if k != "orders"}  # a dump from before the count: 1 order
+    np.savez_compressed(path, **legacy)
+    assert reused_scores(path, cases, "tuned") is not None and reused_scores(path, cases, "tuned", 4) is None
+    save_scores(path, cases, {"tuned": scored})
     # a person without likes has no pos scores to reuse: still a scored case; one whose dislikes went unscored is not
     no_likes = [UserCase([], [2], list(range(700, 720)), 3, 3, tuple(range(20, 0, -1)))]
     save_scores(path, no_likes, {"tuned": [(None, rng.normal(size=20))]})
