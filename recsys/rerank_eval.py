@@ -363,6 +363,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
             "all": {k: summarize(v) for k, v in rows.items()},
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
             "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted, "deltas": paired_deltas(rows),
+            "orders": orders,
         }
         if dump is not None:
             save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, orders)
@@ -401,7 +402,8 @@ def markdown(results: dict[int, dict], dataset: str, subset: str = "all", cols=(
 def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     """Per-seed results from several runs' JSON files (e.g. seed 42 one day, 43 and 44 later) -> one dict.
 
-    Refuses a seed that appears twice and runs whose rows differ (another ranker or α grid)."""
+    Refuses a seed that appears twice, runs whose rows differ (another ranker or α grid) and runs whose LLM scores
+    average different numbers of candidate orders (``--orders``; a run without the count: 1)."""
     merged: dict[int, dict] = {}
     for path in paths:
         for seed, result in json.loads(Path(path).read_text()).items():
@@ -411,6 +413,9 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     rows = {seed: list(r["full"]["all"]) for seed, r in merged.items()}
     if len({tuple(r) for r in rows.values()}) > 1:
         raise SystemExit(f"the runs have different rows: {rows}")
+    orders = {seed: r["full"].get("orders", 1) for seed, r in merged.items()}
+    if len(set(orders.values())) > 1:
+        raise SystemExit(f"the runs average different numbers of candidate orders (--orders): {orders}")
     return merged
 
 

@@ -136,6 +136,14 @@ def test_runs_of_different_seeds_pool_into_one_table(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"45": other}))
     with pytest.raises(SystemExit, match="different rows"):
         merge_results([tmp_path / "a.json", tmp_path / "c.json"])
+    averaged = result(0.2)
+    averaged["full"]["orders"] = 4  # LLM scores over 4 candidate orders: not pooled with 1-order runs
+    (tmp_path / "d.json").write_text(json.dumps({"46": averaged}))
+    with pytest.raises(SystemExit, match="candidate orders"):
+        merge_results([tmp_path / "a.json", tmp_path / "d.json"])
+    averaged["full"]["orders"] = 1  # a run without the count is a 1-order run
+    (tmp_path / "d.json").write_text(json.dumps({"46": averaged}))
+    assert sorted(merge_results([tmp_path / "a.json", tmp_path / "d.json"])) == [42, 46]
 
 
 def _valid_cases(n: int, target_pos: int = 5) -> list:
