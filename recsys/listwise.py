@@ -110,22 +110,53 @@ def fit_listwise(features: Sequence[np.ndarray], targets: Sequence[int], l2: flo
 
 
 def cross_fit_listwise(cases: Sequence[UserCase], features: Sequence[np.ndarray], seed: int, folds: int = 2,
-                       l2: float = 1e-2) -> tuple[np.ndarray, list[np.ndarray]]:
+                       l2: float = 1e-2, guard: float | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Target ranks when each fold's lists are ordered by weights fitted on the other folds' lists (only
     those whose target is among the candidates teach anything; with none, zero weights keep the retriever's
-    order). Same fold draw as ``rerank_eval.cross_fit``. Returns the ranks and each fold's weights."""
+    order). Same fold draw as ``rerank_eval.cross_fit``. Returns the ranks and each fold's weights.
+
+    ``guard`` (a one-sided level): a fold uses its fitted weights only if they earn their place on the other
+    folds' users themselves, out of sample (``earns_its_place``); otherwise zero weights, the retriever's order."""
     from recsys.rerank_eval import reranked_rank
 
     fold = user_folds(len(cases), seed, folds)
     ranks, weights = np.empty(len(cases), dtype=np.int64), []
     for f in range(folds):
-        teach = [i for i in np.flatnonzero(fold != f) if cases[i].target_pos >= 0]
-        # nothing to learn from (a handful of users, none with the target in the 20): the retriever's order
-        w = fit_listwise([features[i] for i in teach], [cases[i].target_pos for i in teach], l2) if teach \
-            else np.zeros(features[0].shape[1])
+        rest = np.flatnonzero(fold != f)
+        w = _fit_on(cases, features, rest, l2)
+        if guard is not None and not earns_its_place(cases, features, rest, seed, l2, guard):
+            w = np.zeros_like(w)
         weights.append(w)
         for i in np.flatnonzero(fold == f):
             order = np.argsort(-(features[i] @ w), kind="stable")
             ranks[i] = reranked_rank(cases[i], order)
     return ranks, weights
+
+
+def _fit_on(cases: Sequence[UserCase], features: Sequence[np.ndarray], users: np.ndarray, l2: float) -> np.ndarray:
+    """``fit_listwise`` on ``users``' lists whose target is among the candidates; with none (a handful of users),
+    zero weights: the retriever's order."""
+    teach = [i for i in users if cases[i].target_pos >= 0]
+    return fit_listwise([features[i] for i in teach], [cases[i].target_pos for i in teach], l2) if teach \
+        else np.zeros(features[0].shape[1])
+
+
+def earns_its_place(cases: Sequence[UserCase], features: Sequence[np.ndarray], users: np.ndarray, seed: int,
+                    l2: float, level: float) -> bool:
+    """Whether a listwise logit fitted on ``users`` beats the retriever's order on them, judged out of sample:
+    ``users`` are split in two (seeded), each half is ranked by weights fitted on the other, and the pooled
+    per-user NDCG@10 gains over the retriever's order must be significantly positive
+    (``rerank_eval.beats_incumbent`` at ``level``). In-sample gains would always look positive."""
+    from recsys.metrics import ndcg_per_user
+    from recsys.rerank_eval import beats_incumbent, reranked_rank
+
+    inner = user_folds(len(users), seed + 1, 2)
+    gains = []
+    for g in range(2):
+        w = _fit_on(cases, features, users[inner != g], l2)
+        held = users[inner == g]
+        fitted = np.array([reranked_rank(cases[i], np.argsort(-(features[i] @ w), kind="stable")) for i in held])
+        kept = np.array([reranked_rank(cases[i], np.arange(len(features[i]))) for i in held])
+        gains.append(ndcg_per_user(fitted, 10) - ndcg_per_user(kept, 10))
+    return beats_incumbent(np.concatenate(gains), level)
 

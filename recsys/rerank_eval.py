@@ -7,7 +7,8 @@ For each test user (leave-one-out, history = all but the last item):
 - the ranker scores the 20 (one batched forward for both adapters), fusion re-orders them; items below
   the top 20 keep SASRec's order, so a re-ranker can only move the target within the top 20.
 Rows: SASRec; LLM alone (its own order of the 20); retrieval + positive; retrieval + positive + negative;
-an α sweep; the fusion fitted on the other half of the users (the paper's α, and a z-scored score fusion);
+an α sweep; the fusion fitted on the other half of the users (the paper's α, and a z-scored score fusion), each
+also "guarded" (it leaves SASRec's own order only when the gain on the other half is significant: ``cross_fit``);
 and the valid-retrieval subset (target inside the top 20), where re-ranking can matter. Each run stores every
 user's candidates and scores (``save_scores``): a later run over the same cases reuses them, and
 ``--deltas-from`` prints paired per-user differences from SASRec with 95% intervals.
@@ -157,20 +158,47 @@ def score_fusion(c: UserCase, s: tuple, w_pos: float, w_neg: float) -> np.ndarra
 
 def cross_fit(cases: Sequence[UserCase], scored: list[tuple],
               family: dict[str, Callable[[UserCase, tuple], np.ndarray]], seed: int,
-              folds: int = N_FOLDS) -> tuple[np.ndarray, list[str]]:
+              folds: int = N_FOLDS, guard: float | None = None) -> tuple[np.ndarray, list[str]]:
     """Target ranks under the family member chosen on the *other* users: the users are split into ``folds``
     (seeded); each fold gets the member with the best NDCG@10 on the rest (earlier members win ties, so
-    list the retriever's own order first). Returns the ranks and each fold's choice."""
+    list the retriever's own order first). Returns the ranks and each fold's choice.
+
+    ``guard`` (a one-sided test level, e.g. 0.05): the best member replaces the FIRST one (the incumbent: the
+    retriever's own order) only if its paired per-user NDCG@10 gain over it on the rest is significant
+    (``beats_incumbent``); otherwise the fold keeps the incumbent, and its choice reads "<first> (guard: <best>
+    not significant)". A fitted fusion can then only leave the retriever's order on evidence: the rule that makes
+    "never below SASRec" hold when the adapters carry nothing (issue 8)."""
     ranks = {name: np.array([reranked_rank(c, fn(c, s)) for c, s in zip(cases, scored, strict=True)])
              for name, fn in family.items()}
     fold = user_folds(len(cases), seed, folds)
     out, chosen = np.empty(len(cases), dtype=np.int64), []
+    first = next(iter(family))
     for f in range(folds):
         rest = fold != f
         best = max(family, key=lambda name: (ndcg_at_k(ranks[name][rest], 10), -list(family).index(name)))
+        choice = best
+        if guard is not None and best != first:
+            gain = ndcg_per_user(ranks[best][rest], 10) - ndcg_per_user(ranks[first][rest], 10)
+            if not beats_incumbent(gain, guard, len(family) - 1):
+                best, choice = first, f"{first} (guard: {best} not significant)"
         out[fold == f] = ranks[best][fold == f]
-        chosen.append(best)
+        chosen.append(choice)
     return out, chosen
+
+
+GUARD_LEVEL = 0.05  # the guarded fits' one-sided level, split over the members tried (Bonferroni)
+
+
+def beats_incumbent(gain: np.ndarray, level: float = GUARD_LEVEL, comparisons: int = 1) -> bool:
+    """Whether per-user gains over the incumbent are significantly positive: the lower end of the one-sided
+    Student-t interval at ``level`` / ``comparisons`` (Bonferroni: the best of several members was tried, so
+    the best one's gain is optimistic) is above 0. Two or more gains that are all equal and positive count as sure."""
+    from recsys.sim.metrics import mean_ci
+
+    if not 0 < level < 0.5 or comparisons < 1:
+        raise ValueError(f"need 0 < level < 0.5 and comparisons >= 1, got {level}, {comparisons}")
+    _, low, _, n = mean_ci(gain, 1 - 2 * level / comparisons)
+    return n > 1 and low > 0
 
 
 def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[tuple] | None,
@@ -208,10 +236,11 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
         for a in NEG_BASELINE_ALPHAS:
             add(f"retrieval + {name} (α={a})", fused(a, True), scored)
     for name, (columns, matrices) in (features or {}).items():
-        rows[f"retrieval + {name} (listwise logit fitted, {N_FOLDS}-fold over users)"], weights = \
-            cross_fit_listwise(cases, matrices, seed, N_FOLDS)
-        if fitted is not None:
-            fitted[f"{name} weights"] = weights_text(columns, weights)
+        plain = f"retrieval + {name} (listwise logit fitted, {N_FOLDS}-fold over users)"
+        for row, key, guard in ((plain, name, None), (guarded_row(plain), f"{name} guarded", GUARD_LEVEL)):
+            rows[row], weights = cross_fit_listwise(cases, matrices, seed, N_FOLDS, guard=guard)
+            if fitted is not None:
+                fitted[f"{key} weights"] = weights_text(columns, weights)
     if zero is not None:
         add("LLM zero-shot alone", alone, zero)
         add("retrieval + zero-shot pos + neg (α=0.6)", fused(0.6, True), zero)
@@ -220,15 +249,17 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
         add("retrieval + pos (α=0.6)", fused(0.6, False), tuned)
         for a in ALPHAS:
             add(f"retrieval + pos + neg (α={a})", fused(a, True), tuned)
-        families = {
-            f"retrieval + pos + neg (α fitted, {N_FOLDS}-fold over users)":
-                {f"α={a}": fused(a, True) for a in FIT_ALPHAS},
-            f"retrieval + pos + neg (score fusion fitted, {N_FOLDS}-fold over users)":
-                {f"w_pos={wp}, w_neg={wn}": (lambda c, s, wp=wp, wn=wn: score_fusion(c, s, wp, wn))
-                 for wp in FIT_WEIGHTS for wn in FIT_WEIGHTS},
+        alphas = {f"α={a}": fused(a, True) for a in FIT_ALPHAS}
+        weights = {f"w_pos={wp}, w_neg={wn}": (lambda c, s, wp=wp, wn=wn: score_fusion(c, s, wp, wn))
+                   for wp in FIT_WEIGHTS for wn in FIT_WEIGHTS}
+        families = {  # name -> (family, guard); each family lists the retriever's own order first
+            f"retrieval + pos + neg (α fitted, {N_FOLDS}-fold over users)": (alphas, None),
+            f"retrieval + pos + neg (α fitted, guarded, {N_FOLDS}-fold over users)": (alphas, GUARD_LEVEL),
+            f"retrieval + pos + neg (score fusion fitted, {N_FOLDS}-fold over users)": (weights, None),
+            f"retrieval + pos + neg (score fusion fitted, guarded, {N_FOLDS}-fold over users)": (weights, GUARD_LEVEL),
         }
-        for name, family in families.items():
-            rows[name], chosen = cross_fit(cases, tuned, family, seed)
+        for name, (family, guard) in families.items():
+            rows[name], chosen = cross_fit(cases, tuned, family, seed, guard=guard)
             if fitted is not None:
                 fitted[name] = chosen
         # the adapters' scores as two more listwise features, alone with SASRec and beside the prompt's facts:
@@ -240,10 +271,16 @@ def rank_rows(cases: Sequence[UserCase], tuned: list[tuple] | None, zero: list[t
         }.items():
             with_llm = [np.hstack([m, llm_columns(s, len(c.candidates))])
                         for m, c, s in zip(matrices, cases, tuned, strict=True)]
-            rows[name], weights = cross_fit_listwise(cases, with_llm, seed, N_FOLDS)
-            if fitted is not None:
-                fitted[f"{name} weights"] = weights_text(columns, weights)
+            for row, guard in ((name, None), (guarded_row(name), GUARD_LEVEL)):
+                rows[row], weights = cross_fit_listwise(cases, with_llm, seed, N_FOLDS, guard=guard)
+                if fitted is not None:
+                    fitted[f"{row} weights"] = weights_text(columns, weights)
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def guarded_row(name: str) -> str:
+    """The guarded twin of a fitted row's name: "... (listwise logit fitted, guarded, 2-fold over users)"."""
+    return name.replace(f"{N_FOLDS}-fold over users", f"guarded, {N_FOLDS}-fold over users")
 
 
 LLM_COLUMNS = ("LLM pos z", "LLM neg z")
@@ -472,15 +509,19 @@ def dump_file(path: Path) -> Path:
 def deltas_table(paths: Sequence[Path]) -> str:
     """Each LLM row's paired difference from SASRec in per-user NDCG@10 (mean over all users, 95% t-interval,
     and relative to SASRec's NDCG@10), recomputed from ``save_scores`` dumps named <dataset>-<seed>-<protocol>.npz."""
-    columns = []
+    columns, choices = [], []
     for path in paths:
         dataset, seed, protocol = dump_name(path)
         cases, scored = load_scores(Path(path))
-        rows = rank_rows(cases, scored, None, seed=int(seed))
+        fitted: dict[str, list[str]] = {}
+        rows = rank_rows(cases, scored, None, seed=int(seed), fitted=fitted)
         base = float(ndcg_per_user(rows["SASRec"], 10).mean())
         columns.append((f"{dataset} seed {seed} {protocol} (n = {len(cases)}; SASRec {base:.4f})", base,
                         paired_deltas(rows)))
-    return deltas_markdown(columns)
+        choices += [f"- {dataset} seed {seed} {protocol}, {row}: {' / '.join(c)}" for row, c in fitted.items()
+                    if "weights" not in row]
+    return deltas_markdown(columns) + ("\n\nChosen on the other half of the users (one choice per fold):\n"
+                                       + "\n".join(choices) if choices else "")
 
 
 def dumps_paired(new: Path, old: Path, groups: Mapping[str, np.ndarray] | None = None) -> str:

@@ -148,3 +148,19 @@ def test_llm_score_rows_tell_whether_the_adapters_add_to_the_facts_they_read():
     assert np.all(rows[FACTS_ROW] == 0) and np.all(rows[LLM_OVER_FACTS_ROW] == 0)
     assert paired_deltas(rows)[ADDED_BY_LLM] == [0.0, 0.0, 0.0]
     assert ADDED_BY_LLM not in paired_deltas(rank_rows(cases, None, None, seed=0))  # no LLM rows, no difference
+
+
+def test_guarded_listwise_keeps_its_fit_on_real_signal_and_drops_a_fit_to_noise():
+    features, targets = _lists(120, 7)
+    cases = _cases(features, targets)
+    ranks, weights = cross_fit_listwise(cases, features, seed=0, guard=0.05)
+    assert all(w[1] > 1.0 for w in weights) and np.all(ranks == 0)  # the signal carries out of sample: kept
+
+    # pure noise: the plain fit still learns weights (and moves targets), the guarded one keeps SASRec's order
+    rng = np.random.default_rng(8)
+    noise = [rng.normal(size=(20, 3)) for _ in range(120)]
+    plain_ranks, plain = cross_fit_listwise(cases, noise, seed=0)
+    ranks, weights = cross_fit_listwise(cases, noise, seed=0, guard=0.05)
+    assert any(np.any(w != 0) for w in plain) and np.any(plain_ranks != np.array(targets))
+    assert all(np.all(w == 0) for w in weights)
+    assert np.array_equal(ranks, np.array(targets))  # target_pos: where SASRec put it

@@ -172,6 +172,37 @@ def test_cross_fit_picks_what_helps_the_other_users_and_keeps_the_retriever_on_t
     assert chosen == ["keep", "keep"] and np.all(ranks == 5)
 
 
+def test_guarded_cross_fit_leaves_the_retriever_only_on_significant_evidence():
+    from recsys.rerank_eval import cross_fit
+
+    cases = _valid_cases(40)
+    scored = [(None, None)] * len(cases)
+    ranks, chosen = cross_fit(cases, scored, {"keep": _keep, "oracle": _to_top}, seed=0, guard=0.05)
+    assert chosen == ["oracle", "oracle"] and np.all(ranks == 0)  # every user gains: clear evidence
+    lucky = {id(c) for c in cases[::10]}  # 4 of 40 users gain a lot, the other 36 lose a little
+
+    def mostly_worse(c, s):  # the lucky: target first; the rest: target from 6th to 8th
+        return _to_top(c, s) if id(c) in lucky else np.array([0, 1, 2, 3, 4, 6, 7, 5, *range(8, 20)])
+
+    plain, chosen_plain = cross_fit(cases, scored, {"keep": _keep, "lucky": mostly_worse}, seed=0)
+    guarded, chosen = cross_fit(cases, scored, {"keep": _keep, "lucky": mostly_worse}, seed=0, guard=0.05)
+    assert "lucky" in chosen_plain  # a higher mean on the other half: the plain fit takes it
+    assert all(c.startswith("keep") for c in chosen) and any("guard: lucky not significant" in c for c in chosen)
+    assert np.all(guarded == 5)  # SASRec's order everywhere
+
+
+def test_beats_incumbent_needs_a_significant_gain_and_pays_for_each_member_tried():
+    from recsys.rerank_eval import beats_incumbent
+
+    rng = np.random.default_rng(0)
+    gain = rng.normal(0.02, 0.1, size=400)  # t ≈ 4: significant alone, not after a thousand tries
+    assert beats_incumbent(gain, 0.05, 1) and not beats_incumbent(gain, 0.05, 1000)
+    assert not beats_incumbent(rng.normal(0.0, 0.1, size=400) - 0.01)
+    assert beats_incumbent(np.full(5, 0.1)) and not beats_incumbent(np.full(5, 0.0)) and not beats_incumbent([0.3])
+    with pytest.raises(ValueError):
+        beats_incumbent(gain, 0.0)
+
+
 def test_cross_fit_never_chooses_on_the_users_it_is_applied_to():
     from recsys.rerank_eval import N_FOLDS, cross_fit
 
