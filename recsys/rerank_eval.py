@@ -54,6 +54,7 @@ from recsys.training import mask_seen, score_all
 log = logging.getLogger(__name__)
 ALPHAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 N_CANDIDATES = 20
+HISTORY = (10, 5)  # liked and disliked movies shown to the LLM: the paper's Figs. 5 and 6 (``--history``)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ def preferences(split: Split, u: int, n_likes: int = 10, n_dislikes: int = 5) ->
     return [int(split.item_ids[seq[i]]) for i in liked], [int(split.item_ids[seq[i]]) for i in disliked]
 
 
-def user_cases(split: Split, scores: np.ndarray, ho: Holdout, protocol: str) -> list[UserCase]:
-    """SASRec's top 20 per user under ``protocol`` from full score rows (n, n_items + 1)."""
+def user_cases(split: Split, scores: np.ndarray, ho: Holdout, protocol: str,
+               history: tuple[int, int] = HISTORY) -> list[UserCase]:
+    """SASRec's top 20 per user under ``protocol`` from full score rows (n, n_items + 1); ``history``: how many
+    liked and disliked movies each case shows the LLM (``preferences``)."""
     cases = []
     masked = mask_seen(scores.copy(), ho.histories)
     for u in range(len(ho.histories)):
@@ -86,7 +89,7 @@ def user_cases(split: Split, scores: np.ndarray, ho: Holdout, protocol: str) -> 
         order = np.argsort(-pool, kind="stable")
         rank = int(np.flatnonzero(order == ho.targets[u])[0])
         top = order[:N_CANDIDATES]
-        likes, dislikes = preferences(split, u)
+        likes, dislikes = preferences(split, u, *history)
         cases.append(UserCase(likes, dislikes, [int(split.item_ids[i]) for i in top],
                               rank if rank < N_CANDIDATES else -1, rank, tuple(float(x) for x in pool[top])))
     return cases
@@ -299,10 +302,12 @@ def llm_columns(s: tuple, n: int) -> np.ndarray:
     return np.stack([_z(x) if x is not None else np.zeros(n) for x in s[:2]], axis=1)
 
 
-def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None], orders: int = 1) -> None:
+def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None], orders: int = 1,
+                history: tuple[int, int] = HISTORY) -> None:
     """Every case with its candidates, SASRec scores and each ranker's scores (NaN: not scored), so that
     other fusions can be tried later without running the LLM again (``load_scores``); ``orders``: how many
-    candidate orders the LLM's scores average (``RankerConfig.orders``)."""
+    candidate orders the LLM's scores average (``RankerConfig.orders``); ``history``: how many liked and
+    disliked movies the prompts showed at most (``user_cases``)."""
     n = N_CANDIDATES
     def pad(x, fill=np.nan) -> np.ndarray:
         out = np.full(n, fill, dtype=np.float64)
@@ -313,7 +318,7 @@ def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tu
         "candidates": np.stack([pad(c.candidates, -1) for c in cases]).astype(np.int64),
         "base_scores": np.stack([pad(c.base_scores) for c in cases]),
         "target_pos": np.array([c.target_pos for c in cases]), "base_rank": np.array([c.base_rank for c in cases]),
-        "orders": np.array(orders),
+        "orders": np.array(orders), "history": np.array(history),
     }
     for name, scores in scored.items():
         if scores is not None:
@@ -336,16 +341,22 @@ def load_scores(path: Path, name: str = "tuned") -> tuple[list[UserCase], list[t
     return cases, scored
 
 
-def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, orders: int = 1) -> list[tuple] | None:
+def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, orders: int = 1,
+                  history: tuple[int, int] = HISTORY) -> list[tuple] | None:
     """One ranker's scores from an earlier run's dump when it holds exactly these cases (same candidates in
-    the same order, same targets), scored over as many candidate orders (a dump without the count: 1), and every
-    valid case was scored on each side it has a history for; else None (score them again)."""
+    the same order, same targets), scored over as many candidate orders (a dump without the count: 1) from
+    prompts with as many liked and disliked movies (a dump without them: ``HISTORY``), and every valid case was
+    scored on each side it has a history for; else None (score them again)."""
     if path is None or not path.exists():
         return None
     with np.load(path) as z:
         dumped = int(z["orders"]) if "orders" in z else 1
+        shown = tuple(int(x) for x in z["history"]) if "history" in z else HISTORY
     if dumped != orders:
         log.info("%s scores in %s average %d candidate orders, not %d: scored again", name, path, dumped, orders)
+        return None
+    if shown != tuple(history):
+        log.info("%s scores in %s show %s liked/disliked movies, not %s: scored again", name, path, shown, history)
         return None
     old, scored = load_scores(path, name)
     same = len(old) == len(cases) and all(o.candidates == c.candidates and o.target_pos == c.target_pos
@@ -360,16 +371,16 @@ def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, order
 
 
 def scores_for(ranker: PreferenceRanker | None, name: str, cases: Sequence[UserCase], dump: Path | None,
-               desc: str, orders: int = 1) -> list[tuple] | None:
+               desc: str, orders: int = 1, history: tuple[int, int] = HISTORY) -> list[tuple] | None:
     """A ranker's scores of the cases: from the dump when it holds exactly these, else from the ranker."""
     if ranker is None:
         return None
-    return reused_scores(dump, cases, name, orders) or score_cases(ranker, cases, desc)
+    return reused_scores(dump, cases, name, orders, history) or score_cases(ranker, cases, desc)
 
 
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
         max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None,
-        orders: int = 1) -> dict:
+        orders: int = 1, history: tuple[int, int] = HISTORY) -> dict:
     from recsys.catalog import Catalog
     from recsys.sim.session import RatingNegRanker
 
@@ -387,9 +398,9 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
     scores = score_all(retriever.model, ho.histories, retriever.model.cfg.max_len)
     out = {}
     for protocol in protocols:
-        cases = user_cases(split, scores, ho, protocol)
+        cases = user_cases(split, scores, ho, protocol, history)
         dump = scores_dir / f"{dataset}-{seed}-{protocol}.npz" if scores_dir is not None else None
-        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}", orders)
+        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}", orders, history)
                            for name, ranker in (("tuned", tuned), ("zero", zero)))
         fitted: dict[str, list[str]] = {}
         features = {name: (cols, [featurize(c, cols) for c in cases]) for name, cols in FEATURE_SETS.items()}
@@ -400,10 +411,10 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
             "all": {k: summarize(v) for k, v in rows.items()},
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
             "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted, "deltas": paired_deltas(rows),
-            "orders": orders,
+            "orders": orders, "history": list(history),
         }
         if dump is not None:
-            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, orders)
+            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, orders, history)
     return out
 
 
@@ -440,7 +451,8 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     """Per-seed results from several runs' JSON files (e.g. seed 42 one day, 43 and 44 later) -> one dict.
 
     Refuses a seed that appears twice, runs whose rows differ (another ranker or α grid) and runs whose LLM scores
-    average different numbers of candidate orders (``--orders``; a run without the count: 1)."""
+    average different numbers of candidate orders (``--orders``; a run without the count: 1) or show the LLM
+    different numbers of liked and disliked movies (``--history``; a run without them: ``HISTORY``)."""
     merged: dict[int, dict] = {}
     for path in paths:
         for seed, result in json.loads(Path(path).read_text()).items():
@@ -453,6 +465,9 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     orders = {seed: r["full"].get("orders", 1) for seed, r in merged.items()}
     if len(set(orders.values())) > 1:
         raise SystemExit(f"the runs average different numbers of candidate orders (--orders): {orders}")
+    shown = {seed: tuple(r["full"].get("history", HISTORY)) for seed, r in merged.items()}
+    if len(set(shown.values())) > 1:
+        raise SystemExit(f"the runs show the LLM different numbers of liked/disliked movies (--history): {shown}")
     return merged
 
 
@@ -581,6 +596,17 @@ def results_deltas(results: dict[int, dict], dataset: str) -> str:
         + deltas_markdown(columns) if columns else ""
 
 
+def history_counts(text: str) -> int:
+    """One ``--history`` count: 1 to 30 movies (a prompt is compute-bound: every movie costs latency)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= n <= 30:
+        raise argparse.ArgumentTypeError(f"need 1 to 30 movies, got {n}")
+    return n
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Table 2: SASRec + preference-LLM re-ranking.")
     p.add_argument("--dataset", default="ml-latest-small")
@@ -592,6 +618,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-llm", action="store_true", help="only SASRec, the reference orders and rating-neg")
     p.add_argument("--orders", type=int, default=1, choices=range(1, 17), metavar="K",
                    help="the LLM scores each case under this many candidate orders and averages (RankerConfig.orders)")
+    p.add_argument("--history", type=history_counts, nargs=2, default=list(HISTORY), metavar=("LIKES", "DISLIKES"),
+                   help="at most this many liked (>= 4) and disliked (<= 2) movies in the prompts (the paper's 10 5)")
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
                    help="full ranking always comes first; sampled-100 only beside it")
@@ -608,7 +636,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_model: str, no_zero_shot: bool,
-         no_llm: bool, max_users: int | None, out: Path, protocols: Sequence[str] = PROTOCOLS, orders: int = 1) -> str:
+         no_llm: bool, max_users: int | None, out: Path, protocols: Sequence[str] = PROTOCOLS, orders: int = 1,
+         history: Sequence[int] = HISTORY) -> str:
     from recsys.catalog import Catalog
 
     if "full" not in protocols:
@@ -626,12 +655,16 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
             log.warning("no adapters in %s: only the zero-shot LLM rows", adapters)
             model, tokenizer = llm.load_base(base_model, Path(".cache"), llm.resolve_device("auto"))
             zero = llm.LetterRanker(model, tokenizer, None, catalog, llm.RankerConfig(orders=orders))
-    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores", orders) for s in seeds}
+    history = (int(history[0]), int(history[1]))
+    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores", orders, history)
+               for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
              f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}"
-             + (f", scores averaged over {orders} candidate orders" if orders > 1 and not no_llm else "") + "_")
+             + (f", scores averaged over {orders} candidate orders" if orders > 1 and not no_llm else "")
+             + (f", prompts with up to {history[0]} liked / {history[1]} disliked movies" if history != HISTORY else "")
+             + "_")
     return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid"),
                         results_deltas(results, dataset)])
 

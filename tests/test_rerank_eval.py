@@ -53,6 +53,16 @@ def test_oracle_reranker_lifts_every_valid_target_to_the_top_and_leaves_the_rest
         assert np.all(rows["retrieval + pos + neg (α=0.4)"] <= rows["SASRec"])
 
 
+def test_user_cases_show_as_many_liked_and_disliked_movies_as_asked():
+    sp = _split()
+    ho = holdout(sp, 0)
+    scores = np.random.default_rng(1).normal(size=(30, 61)).astype(np.float32)
+    default, short = user_cases(sp, scores, ho, "full"), user_cases(sp, scores, ho, "full", history=(2, 1))
+    assert any(len(c.likes) > 2 for c in default) and any(len(c.dislikes) > 1 for c in default)
+    for d, c in zip(default, short, strict=True):  # the best-rated first: a shorter history is a prefix
+        assert c.likes == d.likes[:2] and c.dislikes == d.dislikes[:1] and c.candidates == d.candidates
+
+
 def test_reranked_rank_outside_top20_keeps_base_rank():
     from recsys.rerank_eval import UserCase
 
@@ -142,6 +152,13 @@ def test_runs_of_different_seeds_pool_into_one_table(tmp_path):
     with pytest.raises(SystemExit, match="candidate orders"):
         merge_results([tmp_path / "a.json", tmp_path / "d.json"])
     averaged["full"]["orders"] = 1  # a run without the count is a 1-order run
+    (tmp_path / "d.json").write_text(json.dumps({"46": averaged}))
+    assert sorted(merge_results([tmp_path / "a.json", tmp_path / "d.json"])) == [42, 46]
+    averaged["full"]["history"] = [20, 10]  # prompts with more liked / disliked movies: not pooled either
+    (tmp_path / "d.json").write_text(json.dumps({"46": averaged}))
+    with pytest.raises(SystemExit, match="liked/disliked"):
+        merge_results([tmp_path / "a.json", tmp_path / "d.json"])
+    averaged["full"]["history"] = [10, 5]  # the default, as a run without it
     (tmp_path / "d.json").write_text(json.dumps({"46": averaged}))
     assert sorted(merge_results([tmp_path / "a.json", tmp_path / "d.json"])) == [42, 46]
 
@@ -264,6 +281,15 @@ def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
     np.savez_compressed(path, **legacy)
     assert reused_scores(path, cases, "tuned") is not None and reused_scores(path, cases, "tuned", 4) is None
     save_scores(path, cases, {"tuned": scored})
+    # prompts that showed another number of liked / disliked movies (--history) are not these either; a dump from
+    # before the count showed the paper's 10 and 5
+    assert reused_scores(path, cases, "tuned", history=(20, 10)) is None
+    save_scores(path, cases, {"tuned": scored}, history=(20, 10))
+    assert reused_scores(path, cases, "tuned", history=(20, 10)) is not None
+    assert reused_scores(path, cases, "tuned") is None
+    np.savez_compressed(path, **{k: v for k, v in np.load(path).items() if k != "history"})
+    assert reused_scores(path, cases, "tuned") is not None
+    assert reused_scores(path, cases, "tuned", history=(20, 10)) is None
     # a person without likes has no pos scores to reuse: still a scored case; one whose dislikes went unscored is not
     no_likes = [UserCase([], [2], list(range(700, 720)), 3, 3, tuple(range(20, 0, -1)))]
     save_scores(path, no_likes, {"tuned": [(None, rng.normal(size=20))]})
