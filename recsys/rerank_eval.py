@@ -596,6 +596,14 @@ def results_deltas(results: dict[int, dict], dataset: str) -> str:
         + deltas_markdown(columns) if columns else ""
 
 
+def ranker_config(orders: int = 1, history: tuple[int, int] = HISTORY):
+    """The LLM ranker's settings for a run: ``orders`` candidate orders averaged, and the prompts show every liked
+    and disliked movie a case carries (``history``; the ranker's own limits would otherwise cut them to 10 and 5)."""
+    from recsys.llm import RankerConfig
+
+    return RankerConfig(orders=orders, max_likes=history[0], max_dislikes=history[1])
+
+
 def history_counts(text: str) -> int:
     """One ``--history`` count: 1 to 30 movies (a prompt is compute-bound: every movie costs latency)."""
     try:
@@ -644,18 +652,18 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
         raise SystemExit("--protocols must include full: sampled-100 numbers only beside full-ranking ones")
     ds, split = prepare(dataset)
     tuned, zero = None, None
+    history = (int(history[0]), int(history[1]))
     if not no_llm:
         from recsys import llm  # local: the LLM stack only when it runs
 
         catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
         if all((adapters / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES):
-            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog, llm.RankerConfig(orders=orders))
+            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog, ranker_config(orders, history))
             zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
         elif not no_zero_shot:  # no adapters: the base model's zero-shot rows still belong in the table
             log.warning("no adapters in %s: only the zero-shot LLM rows", adapters)
             model, tokenizer = llm.load_base(base_model, Path(".cache"), llm.resolve_device("auto"))
-            zero = llm.LetterRanker(model, tokenizer, None, catalog, llm.RankerConfig(orders=orders))
-    history = (int(history[0]), int(history[1]))
+            zero = llm.LetterRanker(model, tokenizer, None, catalog, ranker_config(orders, history))
     results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores", orders, history)
                for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
