@@ -69,7 +69,8 @@ class UserCase:
     base_scores: tuple[float, ...] = ()  # SASRec's scores of the candidates (score fusion; empty: unknown)
 
 
-def preferences(split: Split, u: int, n_likes: int = 10, n_dislikes: int = 5) -> tuple[list[int], list[int]]:
+def preferences(split: Split, u: int, n_likes: int = HISTORY[0], n_dislikes: int = HISTORY[1]
+                ) -> tuple[list[int], list[int]]:
     """Highest-rated (>= 4) and lowest-rated (<= 2) history items, raw ids; recency breaks rating ties."""
     seq, rates = split.sequences[u][:-1], split.ratings[u][:-1]
     order = np.arange(len(seq))
