@@ -212,8 +212,8 @@ def test_beats_incumbent_needs_a_significant_gain_and_pays_for_each_member_tried
     from recsys.rerank_eval import beats_incumbent
 
     rng = np.random.default_rng(0)
-    gain = rng.normal(0.02, 0.1, size=400)  # t ≈ 4: significant alone, not after a thousand tries
-    assert beats_incumbent(gain, 0.05, 1) and not beats_incumbent(gain, 0.05, 1000)
+    gain = rng.normal(0.02, 0.1, size=400)  # t ≈ 3.3: significant alone (needs 1.65), not after 100,000 tries (4.97)
+    assert beats_incumbent(gain, 0.05, 1) and not beats_incumbent(gain, 0.05, 100_000)
     assert not beats_incumbent(rng.normal(0.0, 0.1, size=400) - 0.01)
     assert beats_incumbent(np.full(5, 0.1)) and not beats_incumbent(np.full(5, 0.0)) and not beats_incumbent([0.3])
     with pytest.raises(ValueError):
