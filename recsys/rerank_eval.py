@@ -55,6 +55,23 @@ log = logging.getLogger(__name__)
 ALPHAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 N_CANDIDATES = 20
 HISTORY = (10, 5)  # liked and disliked movies shown to the LLM: the paper's Figs. 5 and 6 (``--history``)
+# How a run's LLM scores were made beyond the adapters: each setting's default (what a dump or result without it
+# means) and what differs when two runs disagree. Dumps and results record them; reuse and pooling must match.
+SCORING: dict[str, tuple[object, str]] = {
+    "orders": (1, "average different numbers of candidate orders (--orders)"),
+    "history": (HISTORY, "show the LLM different numbers of liked/disliked movies (--history)"),
+}
+
+
+def scoring(orders: int = 1, history: Sequence[int] = HISTORY) -> dict[str, object]:
+    """The ``SCORING`` settings of a run, in one comparable form (history as a tuple)."""
+    return {"orders": int(orders), "history": tuple(int(n) for n in history)}
+
+
+def recorded_scoring(record: Mapping) -> dict[str, object]:
+    """``scoring`` as a dump (npz) or a result dict recorded it; a setting it lacks has its default."""
+    got = {key: record[key] if key in record else default for key, (default, _) in SCORING.items()}
+    return scoring(np.asarray(got["orders"]).item(), np.asarray(got["history"]).tolist())
 
 
 @dataclass(frozen=True)
@@ -319,7 +336,7 @@ def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tu
         "candidates": np.stack([pad(c.candidates, -1) for c in cases]).astype(np.int64),
         "base_scores": np.stack([pad(c.base_scores) for c in cases]),
         "target_pos": np.array([c.target_pos for c in cases]), "base_rank": np.array([c.base_rank for c in cases]),
-        "orders": np.array(orders), "history": np.array(history),
+        **{key: np.array(value) for key, value in scoring(orders, history).items()},
     }
     for name, scores in scored.items():
         if scores is not None:
@@ -351,13 +368,9 @@ def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, order
     if path is None or not path.exists():
         return None
     with np.load(path) as z:
-        dumped = int(z["orders"]) if "orders" in z else 1
-        shown = tuple(int(x) for x in z["history"]) if "history" in z else HISTORY
-    if dumped != orders:
-        log.info("%s scores in %s average %d candidate orders, not %d: scored again", name, path, dumped, orders)
-        return None
-    if shown != tuple(history):
-        log.info("%s scores in %s show %s liked/disliked movies, not %s: scored again", name, path, shown, history)
+        made = recorded_scoring(z)
+    if made != scoring(orders, history):
+        log.info("%s scores in %s were made with %s, not %s: scored again", name, path, made, scoring(orders, history))
         return None
     old, scored = load_scores(path, name)
     same = len(old) == len(cases) and all(o.candidates == c.candidates and o.target_pos == c.target_pos
@@ -412,7 +425,7 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
             "all": {k: summarize(v) for k, v in rows.items()},
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
             "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted, "deltas": paired_deltas(rows),
-            "orders": orders, "history": list(history),
+            **{key: list(v) if isinstance(v, tuple) else v for key, v in scoring(orders, history).items()},
         }
         if dump is not None:
             save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, orders, history)
@@ -463,12 +476,11 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     rows = {seed: list(r["full"]["all"]) for seed, r in merged.items()}
     if len({tuple(r) for r in rows.values()}) > 1:
         raise SystemExit(f"the runs have different rows: {rows}")
-    orders = {seed: r["full"].get("orders", 1) for seed, r in merged.items()}
-    if len(set(orders.values())) > 1:
-        raise SystemExit(f"the runs average different numbers of candidate orders (--orders): {orders}")
-    shown = {seed: tuple(r["full"].get("history", HISTORY)) for seed, r in merged.items()}
-    if len(set(shown.values())) > 1:
-        raise SystemExit(f"the runs show the LLM different numbers of liked/disliked movies (--history): {shown}")
+    made = {seed: recorded_scoring(r["full"]) for seed, r in merged.items()}
+    for key, (_, differs) in SCORING.items():
+        values = {seed: m[key] for seed, m in made.items()}
+        if len(set(values.values())) > 1:
+            raise SystemExit(f"the runs {differs}: {values}")
     return merged
 
 
