@@ -29,7 +29,7 @@ show the catalog's mean rating (letters-v5, ~5 tokens each): a real prompt (10 l
 candidates) is ~560 tokens, and the ranking pass is compute-bound, so every token costs latency
 (docs/BENCHMARKS.md §2).
 
-Three templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters record theirs):
+The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters record theirs):
 
 - letters-v5 (the paper's two prompts): "pos" shows the likes, "neg" the dislikes, each followed by
   the candidates, so the two prompts differ from their first history line on and each is a full pass.
@@ -44,6 +44,10 @@ Three templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters
   ~1050, so the ranking pass costs ~20% less; docs/BENCHMARKS.md §2).
 - letters-v8 (an experiment): letters-v7 with letters-v5's genre tags, "Alien [Horror, Sci-Fi] 4.1 (C)": whether
   the v7 negative adapters' weakness comes from the lower-case genre word (docs/BENCHMARKS.md §2, "Session 15").
+- letters-v9 (shared and compact): letters-v6's one block for both tasks (likes, dislikes, candidates; only the
+  question differs) written as letters-v8 writes movies, "Alien [Horror, Sci-Fi] 4.1 (C)", with its short question:
+  the lead of session 15 (the bracketed tags for both adapters, the tokens saved elsewhere), ~560 tokens read once
+  for both adapters instead of ~940 for the shipped pair (docs/BENCHMARKS.md §2, "Session 22").
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).
@@ -60,9 +64,9 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8")
-SHARED_TEMPLATES = frozenset({"letters-v6"})  # one block before the question for both tasks
-COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8"})  # the short question, no " rated": see movie_text
+TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9")
+SHARED_TEMPLATES = frozenset({"letters-v6", "letters-v9"})  # one block before the question for both tasks
+COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9"})  # the short question, no " rated": see movie_text
 GENRE_WORD_TEMPLATES = frozenset({"letters-v7"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys import finetune, frozen, llm
+from recsys import finetune, frozen, llm, prompts
 from tests.fakes import FakeRetriever
 from tests.test_finetune import tiny_config, toy_split  # noqa: F401  (fixture)
 from tests.test_llm import make_tiny_model, one_thread, smol_tokenizer  # noqa: F401  (fixtures)
@@ -132,7 +132,7 @@ def test_answer_scoped_adapters_act_at_the_last_token_only(smol_tokenizer, tmp_p
     assert (batched - plain).abs().max() > 0.1  # and it does act
 
 
-@pytest.mark.parametrize("template", ["letters-v5", "letters-v6"])
+@pytest.mark.parametrize("template", ["letters-v5", "letters-v6", "letters-v9"])
 def test_stored_base_pass_equals_the_answer_pass(toy_split, toy_catalog, smol_tokenizer, tmp_path, template):  # noqa: F811
     """Training on stored keys/values computes what the ranker computes, gradients included; with the shared
     template (v6) the two queries' prompts share everything before the question and read it once."""
@@ -144,7 +144,7 @@ def test_stored_base_pass_equals_the_answer_pass(toy_split, toy_catalog, smol_to
             stored = frozen.precompute_answer_one(model, smol_tokenizer, toy_catalog, ex, cfg.show_year, first,
                                                   torch.float32, template)
             pos, neg = frozen.example_prompts(toy_catalog, ex, cfg.show_year, template)
-            assert pos.prefix == neg.prefix and ("Movies:" in pos.prefix) == (template == "letters-v6")
+            assert pos.prefix == neg.prefix and ("Movies:" in pos.prefix) == (template in prompts.SHARED_TEMPLATES)
             assert_same_logits_and_grads(model, params,
                                          finetune.query_logits(model, smol_tokenizer, toy_catalog, ex, cfg, letter_ids),
                                          frozen.answer_query_logits(model, stored, first, letter_ids, n_tasks=2))

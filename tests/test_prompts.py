@@ -162,3 +162,37 @@ def test_letters_v8_is_the_compact_prompt_with_bracketed_genre_tags(smol_tokeniz
                                           "Which will I dislike most?<|im_end|>\n<|im_start|>assistant\n(")
     n = {t: len(smol_tokenizer(b.text, add_special_tokens=False)["input_ids"]) for t, b in built.items()}
     assert n["letters-v7"] < n["letters-v8"] < n["letters-v5"], n
+
+
+def test_letters_v9_is_one_block_for_both_tasks_written_as_letters_v8(smol_tokenizer, toy_catalog):  # noqa: F811
+    """letters-v9: letters-v6's shared block (likes, dislikes, candidates; only the question differs) in letters-v8's
+    movie format and question, so a pair reads fewer tokens than letters-v6 and than the shipped v7 + v5 prompts."""
+    alien = Movie(2, "Alien", 1979, ("Horror", "Sci-Fi"), rating=4.06)
+    scream = Movie(3, "Scream", 1996, ("Horror",), rating=3.2)
+    up = Movie(5, "Up", 2009, ("Animation", "Comedy"), rating=3.9)
+    t = "letters-v9"
+    pos = prompts.build("pos", prompts.texts([alien], template=t), prompts.texts([up], candidates=True, template=t),
+                        prompts.texts([scream], template=t), t)
+    neg = prompts.build("neg", prompts.texts([scream], template=t), prompts.texts([up], candidates=True, template=t),
+                        prompts.texts([alien], template=t), t)
+    assert pos.prefix == neg.prefix == ("<|im_start|>user\nI liked:\nAlien [Horror, Sci-Fi]\nI disliked:\nScream [Horror]\n"
+                                        "Movies:\nUp [Animation, Comedy] 3.9 (A)\n")
+    assert pos.suffix == "Which will I like most?<|im_end|>\n<|im_start|>assistant\n("
+    assert neg.suffix == "Which will I dislike most?<|im_end|>\n<|im_start|>assistant\n("
+    # a real-sized pair: 10 likes, 5 dislikes, 20 candidates; tokens the base model reads for both tasks
+    movies = list(toy_catalog.with_ratings({m.item_id: 3.0 + m.item_id / 100 for m in toy_catalog}))
+    likes, dislikes, shown = movies[:10], movies[10:15], movies[5:25]
+
+    def tokens(task, template):
+        history, other = (likes, dislikes) if task == "pos" else (dislikes, likes)
+        built = prompts.build(task, prompts.texts(history, template=template),
+                              prompts.texts(shown, candidates=True, template=template),
+                              prompts.texts(other, template=template), template)
+        return [len(smol_tokenizer(part, add_special_tokens=False)["input_ids"]) for part in (built.prefix, built.suffix)]
+
+    def read_once(template):  # the shared block once, then each question
+        (block, q_pos), (_, q_neg) = tokens("pos", template), tokens("neg", template)
+        return block + q_pos + q_neg
+
+    shipped = sum(tokens("pos", "letters-v7")) + sum(tokens("neg", "letters-v5"))
+    assert read_once(t) < read_once("letters-v6") and read_once(t) < 0.7 * shipped, (read_once(t), shipped)
