@@ -412,28 +412,39 @@ class CompiledAnswerPass:
     def __init__(self, model: Any, backend: str = "inductor"):
         self.model = model
         self.layers = lora_layers(model)
-        self.name: str | None = None
-        self.active = False
-        self._hooks = [m.register_forward_hook(self._add_at_last) for m in self.layers]
+        self.at: tuple[tuple[int, str | None], ...] = ()  # during a call: (offset from the end, adapter) per answer
+        self._hooks = [m.register_forward_hook(self._add_at_answers) for m in self.layers]
         self.decoder = torch.compile(base_decoder(model), dynamic=True, backend=backend)
 
-    def _add_at_last(self, module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
-        if not self.active or self.name is None or self.name not in module.lora_A:
-            return output
-        output[:, -1:] += lora_delta(module, self.name, args[0][:, -1:]).to(output.dtype)
+    def _add_at_answers(self, module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        for offset, name in self.at:  # offsets from the end stay the same for prompts of any length: no new graph
+            if name is not None and name in module.lora_A:
+                end = offset + 1 or None
+                output[:, offset:end] += lora_delta(module, name, args[0][:, offset:end]).to(output.dtype)
         return output
+
+    def _run(self, at: Sequence[tuple[int, str | None]], **inputs: Any) -> torch.Tensor:
+        self.at = tuple(at)
+        try:
+            with own_lora_off(self.layers):
+                return self.decoder(**inputs).last_hidden_state[0]
+        finally:
+            self.at = ()
 
     def __call__(self, sequence: Sequence[int], name: str | None) -> torch.Tensor:
         """The final hidden state (d,) at the last position, adapter ``name`` there only (None: none)."""
         device = self.model.get_output_embeddings().weight.device
-        ids = torch.tensor([list(sequence)], device=device)
-        self.active, self.name = True, name
-        try:
-            with own_lora_off(self.layers):
-                out = self.decoder(input_ids=ids)
-        finally:
-            self.active, self.name = False, None
-        return out.last_hidden_state[0, -1]
+        return self._run([(-1, name)], input_ids=torch.tensor([list(sequence)], device=device))[-1]
+
+    def packed(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, ends: Sequence[int],
+               names: Sequence[str | None]) -> torch.Tensor:
+        """``shared_answer_hidden``'s packed row (1, T) under its 4D ``mask``: the final hidden states (len(ends), d)
+        at ``ends``, adapter ``names[j]`` at ``ends[j]`` only. Its own graph (one per adapter order): the answers'
+        offsets from the row's end are the questions' lengths, the same for every prompt of a template."""
+        total = ids.shape[1]
+        hidden = self._run([(e - total, n) for e, n in zip(ends, names, strict=True)],
+                           input_ids=ids, attention_mask=mask, position_ids=positions)
+        return hidden[list(ends)]
 
     def close(self) -> None:
         for h in self._hooks:
@@ -506,6 +517,7 @@ def packs(n_prefix: int, suffix_lengths: Sequence[int]) -> bool:
 def shared_answer_hidden(
     model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], adapter_names: Sequence[str] | None = None,
     alone: Callable[[Sequence[int], str | None], torch.Tensor] | None = None,
+    packed: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``answer_hidden`` of the sequences ``prefix + suffix`` for each of ``suffixes``, reading ``prefix`` ONCE.
 
@@ -517,14 +529,16 @@ def shared_answer_hidden(
     prompt (prompts.py) the prefix is everything before the question, so both adapters cost one pass over
     the prompt plus the two ~20-token questions, in the same pass (a separate pass for them cost ~90 ms of
     weight reading on a 2-core CPU, docs/BENCHMARKS.md §2). Otherwise one ``answer_hidden`` pass per row, or
-    one ``alone(sequence, adapter name)`` call per row when given (the ranker's ``CompiledAnswerPass``).
+    one ``alone(sequence, adapter name)`` call per row when given (the ranker's ``CompiledAnswerPass``); the
+    packed row goes through ``packed(ids, positions, mask, ends, names)`` when given (``CompiledAnswerPass.packed``).
     """
     if not prefix or min(len(s) for s in suffixes) < 1:
         raise ValueError("a shared answer pass needs a prefix and at least 1 suffix token per row")
     device = model.get_output_embeddings().weight.device
     n_prefix, lengths = len(prefix), [len(s) for s in suffixes]
-    if not packs(n_prefix, lengths):  # little to share (letters-v5: 3 tokens): one plain causal pass per row is cheaper
-        # than attention over the packed row under a mask (float32: 1296 vs 1209 ms for the v5 pair, §2)
+    if len(suffixes) == 1 or not packs(n_prefix, lengths):  # one row, or little to share (letters-v5: 3 tokens): one
+        # plain causal pass per row is cheaper than attention over the packed row under a mask (float32: 1296 vs
+        # 1209 ms for the v5 pair, §2)
         names = adapter_names or [None] * len(suffixes)
         if alone is not None:  # e.g. a CompiledAnswerPass: (sequence, adapter name) -> (d,)
             return torch.stack([alone([*prefix, *s], name) for s, name in zip(suffixes, names, strict=True)])
@@ -544,6 +558,8 @@ def shared_answer_hidden(
     names = list(adapter_names) if adapter_names is not None else None
     if names is None and is_peft(model):
         names = [model.active_adapter] * len(suffixes)
+    if packed is not None:
+        return packed(ids, positions[None].to(device), mask.to(device), ends, names or [None] * len(ends))
     with answer_only_lora(model, names, at=[(0, e) for e in ends] if names is not None else None):
         out = decoder_forward(model, None, input_ids=ids, attention_mask=mask.to(device),
                               position_ids=positions[None].to(device))
@@ -644,6 +660,11 @@ class LetterRanker:
             with torch.inference_mode():
                 for name in self.adapters or [None]:
                     compiled(warm, name)
+                if not self.sides_independent:  # a shared template's packed row: its own graph
+                    built = [prompts.content_free(t, 20, template=self.templates[t]) for t in ADAPTER_NAMES]
+                    names = list(ADAPTER_NAMES) if self.adapters else None
+                    shared_answer_hidden(self.model, encode(self.tokenizer, built[0].prefix),
+                                         [encode(self.tokenizer, p.suffix) for p in built], names, packed=compiled.packed)
         except Exception as exc:  # noqa: BLE001 - a compiler missing or failing must leave the eager ranker
             log.warning("torch.compile failed (%s: %s); ranking eagerly", type(exc).__name__, str(exc)[:200])
             if compiled is not None:
@@ -784,7 +805,8 @@ class LetterRanker:
                 suffixes = [encode(self.tokenizer, p.suffix) for p, _ in group]
                 hidden.append(shared_answer_hidden(self.model, encode(self.tokenizer, prefix), suffixes,
                                                    None if adapter_names is None else [n for _, n in group],
-                                                   alone=self._compiled))
+                                                   alone=self._compiled,
+                                                   packed=self._compiled.packed if self._compiled else None))
             return letter_logits(self.model, torch.cat(hidden), self.letter_ids[:n]).cpu().numpy()
         rows = [prompt_ids(self.tokenizer, p) for p in built]
         if self.device.type == "cpu" and len(rows) > 1:  # one prompt per pass, unpadded (docstring)

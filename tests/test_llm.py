@@ -371,6 +371,35 @@ def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, t
                                atol=1e-5)
 
 
+def test_the_compiled_pass_packs_a_shared_prompt(tiny_model, smol_tokenizer, toy_catalog, lora_dirs, monkeypatch):
+    """A shared template (letters-v9): both questions after the one block go through the compiled packed row, with
+    the eager ranker's scores, and prompts of new lengths reuse its graph; one side alone is a plain compiled pass."""
+    from torch._dynamo.utils import counters
+
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v9"] * 2)
+    eager = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog,
+                                llm.RankerConfig(compile=True, compile_backend="eager"))
+    assert compiled.compiled and not compiled.sides_independent
+    warmed = counters["stats"]["unique_graphs"]
+    assert warmed >= 3  # pos and neg alone, and the packed row, traced when the ranker was built
+    packed = []
+    real = llm.CompiledAnswerPass.packed
+    monkeypatch.setattr(llm.CompiledAnswerPass, "packed",
+                        lambda self, *a: packed.append(tuple(a[-1])) or real(self, *a))
+    for likes, dislikes, candidates in ((LIKES, DISLIKES, CANDIDATES), (LIKES[:1], DISLIKES[:1], CANDIDATES[:7]),
+                                        (LIKES[::-1], [], CANDIDATES[3:])):
+        for got, want in zip(compiled.score(likes, dislikes, candidates), eager.score(likes, dislikes, candidates),
+                             strict=True):
+            assert (got is None) == (want is None)
+            if want is not None:
+                np.testing.assert_allclose(got, want, atol=1e-5)
+    assert packed == [("pos", "neg"), ("pos", "neg")]  # the third person has no dislikes: "pos" alone, unpacked
+    assert counters["stats"]["unique_graphs"] == warmed  # new prompt lengths: no new graph
+
+
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
 def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
     """The app's real backend (inductor, C++ kernels): the same scores as eager on the tiny model, in float32."""
