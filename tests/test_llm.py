@@ -401,9 +401,11 @@ def test_the_compiled_pass_packs_a_shared_prompt(tiny_model, smol_tokenizer, toy
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
-def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+@pytest.mark.parametrize("template", ["letters-v5", "letters-v9"])  # each prompt alone; one packed row (shared)
+def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs,
+                                                            template):
     """The app's real backend (inductor, C++ kernels): the same scores as eager on the tiny model, in float32."""
-    set_scope(lora_dirs, ["answer", "answer"], ["letters-v5"] * 2)
+    set_scope(lora_dirs, ["answer", "answer"], [template] * 2)
     eager = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
     torch._dynamo.reset()
     compiled = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog, llm.RankerConfig(compile=True))
