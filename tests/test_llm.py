@@ -332,6 +332,17 @@ def test_adapters_of_different_templates_each_read_their_own(tiny_model, smol_to
         llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog, llm.RankerConfig(template="letters-v0"))
 
 
+def assert_scores_as_eager(compiled, eager):
+    """Three people of different lengths (the last without dislikes): the same scores from both rankers."""
+    for likes, dislikes, candidates in ((LIKES, DISLIKES, CANDIDATES), (LIKES[:1], DISLIKES[:1], CANDIDATES[:7]),
+                                        (LIKES[::-1], [], CANDIDATES[3:])):
+        for got, want in zip(compiled.score(likes, dislikes, candidates), eager.score(likes, dislikes, candidates),
+                             strict=True):
+            assert (got is None) == (want is None)
+            if want is not None:
+                np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs, caplog,
                                                    monkeypatch):
     """RankerConfig.compile: the same scores as the eager ranker, one traced graph per adapter that prompts of
@@ -351,13 +362,7 @@ def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, t
     real_call = llm.CompiledAnswerPass.__call__
     monkeypatch.setattr(llm.CompiledAnswerPass, "__call__",
                         lambda self, seq, name: calls.append(name) or real_call(self, seq, name))
-    for likes, dislikes, candidates in ((LIKES, DISLIKES, CANDIDATES), (LIKES[:1], DISLIKES[:1], CANDIDATES[:7]),
-                                        (LIKES[::-1], [], CANDIDATES[3:])):
-        for got, want in zip(compiled.score(likes, dislikes, candidates), eager.score(likes, dislikes, candidates),
-                             strict=True):
-            assert (got is None) == (want is None)
-            if want is not None:
-                np.testing.assert_allclose(got, want, atol=1e-5)
+    assert_scores_as_eager(compiled, eager)
     assert calls == ["pos", "neg", "pos", "neg", "pos"]  # every prompt went through the compiled pass
     assert counters["stats"]["unique_graphs"] == warmed  # new prompt lengths: no new graph
     np.testing.assert_allclose(compiled.score_zero_shot(LIKES, DISLIKES, CANDIDATES)[1],
@@ -389,13 +394,7 @@ def test_the_compiled_pass_packs_a_shared_prompt(tiny_model, smol_tokenizer, toy
     real = llm.CompiledAnswerPass.packed
     monkeypatch.setattr(llm.CompiledAnswerPass, "packed",
                         lambda self, *a: packed.append(tuple(a[-1])) or real(self, *a))
-    for likes, dislikes, candidates in ((LIKES, DISLIKES, CANDIDATES), (LIKES[:1], DISLIKES[:1], CANDIDATES[:7]),
-                                        (LIKES[::-1], [], CANDIDATES[3:])):
-        for got, want in zip(compiled.score(likes, dislikes, candidates), eager.score(likes, dislikes, candidates),
-                             strict=True):
-            assert (got is None) == (want is None)
-            if want is not None:
-                np.testing.assert_allclose(got, want, atol=1e-5)
+    assert_scores_as_eager(compiled, eager)
     assert packed == [("pos", "neg"), ("pos", "neg")]  # the third person has no dislikes: "pos" alone, unpacked
     assert counters["stats"]["unique_graphs"] == warmed  # new prompt lengths: no new graph
 
