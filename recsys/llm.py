@@ -35,7 +35,7 @@ import itertools
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -516,8 +516,7 @@ def packs(n_prefix: int, suffix_lengths: Sequence[int]) -> bool:
 
 def shared_answer_hidden(
     model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], adapter_names: Sequence[str] | None = None,
-    alone: Callable[[Sequence[int], str | None], torch.Tensor] | None = None,
-    packed: Callable[..., torch.Tensor] | None = None,
+    compiled: CompiledAnswerPass | None = None,
 ) -> torch.Tensor:
     """``answer_hidden`` of the sequences ``prefix + suffix`` for each of ``suffixes``, reading ``prefix`` ONCE.
 
@@ -528,9 +527,8 @@ def shared_answer_hidden(
     ``answer_hidden`` of each whole sequence up to float rounding (tests/test_llm.py). With a letters-v6
     prompt (prompts.py) the prefix is everything before the question, so both adapters cost one pass over
     the prompt plus the two ~20-token questions, in the same pass (a separate pass for them cost ~90 ms of
-    weight reading on a 2-core CPU, docs/BENCHMARKS.md §2). Otherwise one ``answer_hidden`` pass per row, or
-    one ``alone(sequence, adapter name)`` call per row when given (the ranker's ``CompiledAnswerPass``); the
-    packed row goes through ``packed(ids, positions, mask, ends, names)`` when given (``CompiledAnswerPass.packed``).
+    weight reading on a 2-core CPU, docs/BENCHMARKS.md §2). Otherwise one ``answer_hidden`` pass per row. With
+    ``compiled`` (the ranker's ``CompiledAnswerPass``) each row, or the packed row, goes through it instead.
     """
     if not prefix or min(len(s) for s in suffixes) < 1:
         raise ValueError("a shared answer pass needs a prefix and at least 1 suffix token per row")
@@ -540,8 +538,8 @@ def shared_answer_hidden(
         # plain causal pass per row is cheaper than attention over the packed row under a mask (float32: 1296 vs
         # 1209 ms for the v5 pair, §2)
         names = adapter_names or [None] * len(suffixes)
-        if alone is not None:  # e.g. a CompiledAnswerPass: (sequence, adapter name) -> (d,)
-            return torch.stack([alone([*prefix, *s], name) for s, name in zip(suffixes, names, strict=True)])
+        if compiled is not None:
+            return torch.stack([compiled([*prefix, *s], name) for s, name in zip(suffixes, names, strict=True)])
         return torch.cat([answer_hidden(model, [[*prefix, *s]], 0, None if adapter_names is None else [name])
                           for s, name in zip(suffixes, names, strict=True)])
     total = n_prefix + sum(lengths)
@@ -558,8 +556,8 @@ def shared_answer_hidden(
     names = list(adapter_names) if adapter_names is not None else None
     if names is None and is_peft(model):
         names = [model.active_adapter] * len(suffixes)
-    if packed is not None:
-        return packed(ids, positions[None].to(device), mask.to(device), ends, names or [None] * len(ends))
+    if compiled is not None:
+        return compiled.packed(ids, positions[None].to(device), mask.to(device), ends, names or [None] * len(ends))
     with answer_only_lora(model, names, at=[(0, e) for e in ends] if names is not None else None):
         out = decoder_forward(model, None, input_ids=ids, attention_mask=mask.to(device),
                               position_ids=positions[None].to(device))
@@ -664,7 +662,7 @@ class LetterRanker:
                     built = [prompts.content_free(t, 20, template=self.templates[t]) for t in ADAPTER_NAMES]
                     names = list(ADAPTER_NAMES) if self.adapters else None
                     shared_answer_hidden(self.model, encode(self.tokenizer, built[0].prefix),
-                                         [encode(self.tokenizer, p.suffix) for p in built], names, packed=compiled.packed)
+                                         [encode(self.tokenizer, p.suffix) for p in built], names, compiled)
         except Exception as exc:  # noqa: BLE001 - a compiler missing or failing must leave the eager ranker
             log.warning("torch.compile failed (%s: %s); ranking eagerly", type(exc).__name__, str(exc)[:200])
             if compiled is not None:
@@ -805,8 +803,7 @@ class LetterRanker:
                 suffixes = [encode(self.tokenizer, p.suffix) for p, _ in group]
                 hidden.append(shared_answer_hidden(self.model, encode(self.tokenizer, prefix), suffixes,
                                                    None if adapter_names is None else [n for _, n in group],
-                                                   alone=self._compiled,
-                                                   packed=self._compiled.packed if self._compiled else None))
+                                                   compiled=self._compiled))
             return letter_logits(self.model, torch.cat(hidden), self.letter_ids[:n]).cpu().numpy()
         rows = [prompt_ids(self.tokenizer, p) for p in built]
         if self.device.type == "cpu" and len(rows) > 1:  # one prompt per pass, unpadded (docstring)
