@@ -47,7 +47,7 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
 - letters-v9 (shared and compact): letters-v6's one block for both tasks (likes, dislikes, candidates; only the
   question differs) written as letters-v8 writes movies, "Alien [Horror, Sci-Fi] 4.1 (C)", with its short question:
   the lead of session 15 (the bracketed tags for both adapters, the tokens saved elsewhere), ~620 tokens read once
-  for both adapters instead of ~940 for the shipped pair; no negative adapter trained on it pushed a disliked genre
+  for both adapters instead of ~940 for the shipped pair; no negative adapter trained on it reliably pushed a disliked genre
   down in the clear case, so none ships (docs/BENCHMARKS.md §2, "Session 22").
 
 Add a new version whenever any string here changes: adapters record the version they were trained
