@@ -49,6 +49,10 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
   the lead of session 15 (the bracketed tags for both adapters, the tokens saved elsewhere), ~620 tokens read once
   for both adapters instead of ~940 for the shipped pair; no negative adapter trained on it reliably pushed a disliked genre
   down in the clear case, so none ships (docs/BENCHMARKS.md §2, "Session 22").
+- letters-v10 (an experiment): letters-v5 with each candidate's mean rating as one of five words ("Alien [Horror,
+  Sci-Fi] rated great (C)", ``RATING_WORDS``) instead of its digits: a linear probe finds the rating in the letter
+  token's hidden state, which the answer position reads, at R² ~0.7 with a word against ~0.4 with digits (one
+  token that means "bad" or "good" instead of three digit tokens; docs/BENCHMARKS.md §2, "Session 23").
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).
@@ -65,10 +69,11 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9")
+TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9", "letters-v10")
 SHARED_TEMPLATES = frozenset({"letters-v6", "letters-v9"})  # one block before the question for both tasks
 COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9"})  # the short question, no " rated": see movie_text
 GENRE_WORD_TEMPLATES = frozenset({"letters-v7"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
+RATING_WORD_TEMPLATES = frozenset({"letters-v10"})  # the candidates' mean rating as a word, "rated great": see movie_text
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
 
 Task = Literal["pos", "neg"]
@@ -93,6 +98,9 @@ CANDIDATE_LINE = "{movie} ({letter})\n"  # the letter AFTER the title: see the m
 PREFIX = USER_TURN  # what every prompt starts with
 HISTORY_HEADER: dict[Task, str] = {"pos": "I liked:\n", "neg": "I disliked:\n"}
 HISTORY_LINE = "{movie}\n"
+# (upper bound, word): each a single SmolLM2 token after a space; bounds cut both datasets' 5-core catalogs into
+# five ranges of 6-35% (ml-latest-small) and 11-26% (ml-100k) of their movies
+RATING_WORDS = ((3.0, "awful"), (3.3, "poor"), (3.6, "mixed"), (3.9, "good"), (float("inf"), "great"))
 QUESTION: dict[Task, str] = {
     "pos": "Which movie above will I like most? Answer with its letter.",
     "neg": "Which movie above will I dislike most? Answer with its letter.",
@@ -123,7 +131,7 @@ class Prompt:
 
 
 def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GENRES, rating: bool = False,
-               compact: bool = False, genre_words: bool | None = None) -> str:
+               compact: bool = False, genre_words: bool | None = None, rating_words: bool = False) -> str:
     """How a movie appears in a prompt: 'Alien [Horror, Sci-Fi]' (+ ' (1979)' with ``show_year``).
 
     Trailing alternative titles are dropped: 'Men in Black (a.k.a. MIB)' -> 'Men in Black'. Genres are
@@ -140,6 +148,7 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
     words after a space are single tokens where '[Horror, Sci-Fi]' spends 7, and the number needs no
     ' rated': a candidate line costs ~14 tokens instead of ~18 (tests/test_prompts.py). ``genre_words`` (default:
     ``compact``) picks the genre format alone: letters-v8 is compact with the bracketed tags, 'Alien [Horror, Sci-Fi] 4.1'.
+    ``rating_words`` (letters-v10) prints the rating as a word, '... rated great' (``rating_word``).
     """
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
@@ -149,7 +158,15 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
         text = f"{text}: {' '.join(COMPACT_GENRE.get(g, g.lower()) for g in tags)}" if tags else text
     else:
         text = f"{text} [{', '.join(tags)}]" if tags else text
-    return f"{text}{' ' if compact else ' rated '}{movie.rating:.1f}" if rating and movie.rating is not None else text
+    if not rating or movie.rating is None:
+        return text
+    shown = rating_word(movie.rating) if rating_words else f"{movie.rating:.1f}"
+    return f"{text}{' ' if compact else ' rated '}{shown}"
+
+
+def rating_word(rating: float) -> str:
+    """The word for a mean rating: 'awful' below 3.0, then 'poor', 'mixed', 'good', 'great' from 3.9 (``RATING_WORDS``)."""
+    return next(word for top, word in RATING_WORDS if rating < top)
 
 
 def shown_genres(movie: Movie, genres: int = SHOW_GENRES) -> list[str]:
@@ -164,7 +181,8 @@ def texts(movies: Sequence[Movie], show_year: bool = SHOW_YEAR, candidates: bool
     rating (``SHOW_RATING``)."""
     compact = check_template(template) in COMPACT_TEMPLATES
     return [movie_text(m, show_year, rating=candidates and SHOW_RATING, compact=compact,
-                       genre_words=template in GENRE_WORD_TEMPLATES) for m in movies]
+                       genre_words=template in GENRE_WORD_TEMPLATES, rating_words=template in RATING_WORD_TEMPLATES)
+            for m in movies]
 
 
 def letters(n: int) -> str:

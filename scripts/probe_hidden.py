@@ -8,8 +8,11 @@ takes the hidden state entering each layer at two places per candidate, the last
 and its letter token, and fits a ridge regression to (a) the printed mean rating and (b) the person's
 own rating, cross-validated by example. High R² at the letter token of layer L: the value is there,
 routing it to the answer is the adapters' job from layer L up. Low R²: LoRA must start lower.
+``--template letters-v10`` prints the rating as a word ("rated great") instead; the "digit" rows are then
+that word's token.
 
     python scripts/probe_hidden.py --examples 60 --layers 6 12 18 24 30
+    python scripts/probe_hidden.py --examples 60 --layers 12 18 24 30 --template letters-v10
 """
 
 from __future__ import annotations
@@ -49,9 +52,14 @@ def positions(tokenizer, prompt: prompts.Prompt, n: int) -> tuple[list[int], lis
     for letter in prompts.letters(n):
         at = prompt.suffix.index(f"({letter})\n", start)
         letters.append(offset + token_at(at + 1))
-        digits.append(offset + token_at(at - 2))  # "... rated 4.1 (C)": the "1"
+        digits.append(offset + token_at(at - 2))  # "... rated 4.1 (C)": the "1" ("... rated great (C)": " great")
         start = at + 3
     return letters, digits
+
+
+def bin_of(rating: float) -> int:
+    """The index of ``rating``'s word in ``prompts.RATING_WORDS`` (letters-v10): 0 'awful' ... 4 'great'."""
+    return next(i for i, (top, _) in enumerate(prompts.RATING_WORDS) if rating < top)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -66,8 +74,9 @@ def main(args: argparse.Namespace) -> None:
     means, own, groups = [], [], []
     for e, ex in enumerate(tqdm(examples, desc="examples", mininterval=10)):
         q = ex.queries[0]  # the "pos" prompt: liked movies, then the candidates
-        shown = prompts.texts([catalog[i] for i in ex.candidates], cfg.show_year, candidates=True)
-        prompt = prompts.build(q.task, prompts.texts([catalog[i] for i in q.history], cfg.show_year), shown)
+        shown = prompts.texts([catalog[i] for i in ex.candidates], cfg.show_year, candidates=True, template=args.template)
+        prompt = prompts.build(q.task, prompts.texts([catalog[i] for i in q.history], cfg.show_year), shown,
+                               template=args.template)
         letter_pos, digit_pos = positions(tokenizer, prompt, len(ex.candidates))
         ids = torch.tensor([llm.prompt_ids(tokenizer, prompt)])
         with torch.inference_mode():
@@ -79,13 +88,16 @@ def main(args: argparse.Namespace) -> None:
         means += [catalog[i].rating for i in ex.candidates]
         own += list(q.ratings)
         groups += [e] * len(ex.candidates)
-    y = {"printed mean rating": np.asarray(means), "the person's rating": np.asarray(own)}
+    y = {"printed mean rating": np.asarray(means),
+         "the printed rating's word (bin 0-4)": np.asarray([bin_of(m) for m in means], dtype=float),
+         "the person's rating": np.asarray(own)}
     g = np.asarray(groups)
     print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`; {datetime.now(UTC):%Y-%m-%d}; "
           f"{len(examples)} graded validation prompts x 20 candidates; ridge, 5-fold CV grouped by prompt; "
           f"model dtype {model.dtype}\n")
-    print("| token | layer | R² printed mean rating | R² person's rating | Spearman person's rating |")
-    print("|---|---|---|---|---|")
+    print(f"template: {args.template}\n")
+    print("| token | layer | R² printed mean rating | R² its word's bin | R² person's rating | Spearman person's rating |")
+    print("|---|---|---|---|---|---|")
     for (where, layer), rows in feats.items():
         x = np.concatenate(rows)
         cells = []
@@ -106,4 +118,6 @@ if __name__ == "__main__":
     p.add_argument("--examples", type=int, default=60)
     p.add_argument("--layers", type=int, nargs="+", default=[6, 12, 18, 24, 30])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--template", choices=["letters-v5", "letters-v10"], default="letters-v5",
+                   help="letters-v10: each candidate's rating as one of five words, 'rated great'")
     main(p.parse_args())

@@ -196,3 +196,29 @@ def test_letters_v9_is_one_block_for_both_tasks_written_as_letters_v8(smol_token
 
     shipped = sum(tokens("pos", "letters-v7")) + sum(tokens("neg", "letters-v5"))
     assert read_once(t) < read_once("letters-v6") and read_once(t) < 0.7 * shipped, (read_once(t), shipped)
+
+
+@pytest.mark.parametrize(("rating", "word"), [(1.0, "awful"), (2.99, "awful"), (3.0, "poor"), (3.29, "poor"), (3.3, "mixed"),
+                                              (3.59, "mixed"), (3.6, "good"), (3.89, "good"), (3.9, "great"), (5.0, "great")])
+def test_rating_words_cut_the_scale_at_their_bounds(rating, word):
+    assert prompts.rating_word(rating) == word
+
+
+def test_letters_v10_is_letters_v5_with_the_rating_as_one_word(smol_tokenizer):  # noqa: F811
+    """letters-v10: letters-v5 word for word, except that a candidate's mean rating is one word, "rated great"."""
+    alien = Movie(2, "Alien", 1979, ("Horror", "Sci-Fi"), rating=4.06)
+    scream = Movie(3, "Scream", 1996, ("Horror",), rating=2.5)
+    t = "letters-v10"
+    assert prompts.texts([alien, scream], candidates=True, template=t) == ["Alien [Horror, Sci-Fi] rated great",
+                                                                          "Scream [Horror] rated awful"]
+    assert prompts.texts([alien], template=t) == ["Alien [Horror, Sci-Fi]"]  # the history shows no rating
+    built = {v: prompts.build("neg", prompts.texts([scream], template=v),
+                              prompts.texts([alien, scream], candidates=True, template=v), template=v)
+             for v in ("letters-v5", "letters-v10")}
+    assert built[t].prefix == built["letters-v5"].prefix
+    assert built[t].suffix == built["letters-v5"].suffix.replace("rated 4.1", "rated great").replace("rated 2.5", "rated awful")
+    # each word is one token after " rated", where the number takes at least three ("4", ".", "1")
+    for _, word in prompts.RATING_WORDS:
+        assert len(smol_tokenizer(f" rated {word}", add_special_tokens=False)["input_ids"]) == 2, word
+    n = {v: len(smol_tokenizer(b.text, add_special_tokens=False)["input_ids"]) for v, b in built.items()}
+    assert n[t] <= n["letters-v5"] - 2 * 2, n
