@@ -53,6 +53,8 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
   Sci-Fi] rated great (C)", ``RATING_WORDS``) instead of its digits: a linear probe finds the rating in the letter
   token's hidden state, which the answer position reads, at R² ~0.7 with a word against ~0.4 with digits (one
   token that means "bad" or "good" instead of three digit tokens; docs/BENCHMARKS.md §2, "Session 23").
+- letters-v11 (an experiment): letters-v7 (the shipped positive adapter's compact prompt) with the rating as a word the
+  same way, "Alien: horror scifi rated great (C)" (" rated" kept: after genre words a bare "great" would read as one).
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).
@@ -69,11 +71,11 @@ from typing import Literal
 
 from recsys.catalog import Movie
 
-TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9", "letters-v10")
+TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9", "letters-v10", "letters-v11")
 SHARED_TEMPLATES = frozenset({"letters-v6", "letters-v9"})  # one block before the question for both tasks
-COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9"})  # the short question, no " rated": see movie_text
-GENRE_WORD_TEMPLATES = frozenset({"letters-v7"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
-RATING_WORD_TEMPLATES = frozenset({"letters-v10"})  # the candidates' mean rating as a word, "rated great": see movie_text
+COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9", "letters-v11"})  # the short question, no " rated": see movie_text
+GENRE_WORD_TEMPLATES = frozenset({"letters-v7", "letters-v11"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
+RATING_WORD_TEMPLATES = frozenset({"letters-v10", "letters-v11"})  # the candidates' mean rating as a word, "rated great": see movie_text
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
 
 Task = Literal["pos", "neg"]
@@ -148,7 +150,8 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
     words after a space are single tokens where '[Horror, Sci-Fi]' spends 7, and the number needs no
     ' rated': a candidate line costs ~14 tokens instead of ~18 (tests/test_prompts.py). ``genre_words`` (default:
     ``compact``) picks the genre format alone: letters-v8 is compact with the bracketed tags, 'Alien [Horror, Sci-Fi] 4.1'.
-    ``rating_words`` (letters-v10) prints the rating as a word, '... rated great' (``rating_word``).
+    ``rating_words`` (letters-v10, v11) prints the rating as a word after ' rated', compact or not: '... rated great'
+    (``rating_word``).
     """
     title = _ALTERNATIVE.sub("", movie.title) or movie.title
     text = f"{title} ({movie.year})" if show_year and movie.year else title
@@ -160,8 +163,9 @@ def movie_text(movie: Movie, show_year: bool = SHOW_YEAR, genres: int = SHOW_GEN
         text = f"{text} [{', '.join(tags)}]" if tags else text
     if not rating or movie.rating is None:
         return text
-    shown = rating_word(movie.rating) if rating_words else f"{movie.rating:.1f}"
-    return f"{text}{' ' if compact else ' rated '}{shown}"
+    if rating_words:
+        return f"{text} rated {rating_word(movie.rating)}"
+    return f"{text}{' ' if compact else ' rated '}{movie.rating:.1f}"
 
 
 def rating_word(rating: float) -> str:

@@ -222,3 +222,12 @@ def test_letters_v10_is_letters_v5_with_the_rating_as_one_word(smol_tokenizer): 
         assert len(smol_tokenizer(f" rated {word}", add_special_tokens=False)["input_ids"]) == 2, word
     n = {v: len(smol_tokenizer(b.text, add_special_tokens=False)["input_ids"]) for v, b in built.items()}
     assert n[t] <= n["letters-v5"] - 2 * 2, n
+
+
+def test_letters_v11_is_letters_v7_with_the_rating_as_one_word():
+    """letters-v11: letters-v7's compact lines and question, the rating as letters-v10 shows it."""
+    alien = Movie(2, "Alien", 1979, ("Horror", "Sci-Fi"), rating=4.06)
+    assert prompts.texts([alien], candidates=True, template="letters-v11") == ["Alien: horror scifi rated great"]
+    built = {v: prompts.build("pos", prompts.texts([alien], template=v), prompts.texts([alien], candidates=True, template=v),
+                              template=v) for v in ("letters-v7", "letters-v11")}
+    assert built["letters-v11"].text == built["letters-v7"].text.replace("scifi 4.1 (A)", "scifi rated great (A)")
