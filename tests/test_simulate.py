@@ -536,6 +536,12 @@ def test_two_runs_of_the_same_people_are_paired_condition_by_condition():
     new = {**old, "per_user": {"burst": {"SASRec": same, "SASRec + LLM pos+neg (α=0.6)": cond(
         [0.2, 0.1], [1, 1], [0.2, 0.1], [0.3, 0.3]), "SASRec + only in new": same}}}
     lines = runs_table(new, old, "burst")
+    # a row its validation marked ("val": it chose the default α) pairs with the other run's row at that α
+    marked = {**new, "per_user": {"burst": {("SASRec + LLM pos+neg (α=0.6, val)" if "LLM" in c else c): v
+                                            for c, v in new["per_user"]["burst"].items()}}}
+    assert [line.split(" | ")[1:] for line in runs_table(marked, old, "burst")[2:]] == [
+        line.split(" | ")[1:] for line in lines[2:]]
+    assert "| SASRec + LLM pos+neg (α=0.6, val) vs SASRec + LLM pos+neg (α=0.6) |" in runs_table(marked, old, "burst")[3]
     assert lines[0].startswith("| condition | Δ burst-genre share r1 |")
     rows = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[1:] for line in lines[2:]}
     assert set(rows) == {"SASRec", "SASRec + LLM pos+neg (α=0.6)"}

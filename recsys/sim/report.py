@@ -154,8 +154,9 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     across them (``new`` − ``old``): in the burst scenario the burst genre's share in list 1 and over rounds 1–3,
     then, in every scenario, disliked movies shown in 3 rounds (relative to ``old``), like share over rounds
     1–3 and list 1's graded NDCG@10 (relative). Conditions that do not involve the LLM come out as 0 when
-    both runs used the same SASRec, which checks the pairing. Raises ValueError unless both runs saw the
-    same people, rounds and seed."""
+    both runs used the same SASRec, which checks the pairing. A row marked "val" in one run (its validation
+    chose the default α) pairs with the same condition at the same α in the other ("(α=0.6, val)" with
+    "(α=0.6)"). Raises ValueError unless both runs saw the same people, rounds and seed."""
     for key in ("dataset", "rounds", "k", "seed", "p_unknown_dislike"):
         if new["config"][key] != old["config"][key]:
             raise ValueError(f"the runs differ in {key}: {new['config'][key]!r} vs {old['config'][key]!r}")
@@ -167,15 +168,21 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
         head += ["Δ burst-genre share r1", f"Δ burst-genre share r1–{r3}"]
     head += [f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}", "Δ graded NDCG@10 r1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for cond in (c for c in new["per_user"][scenario] if c in old["per_user"][scenario]):
-        a, b = _arrays(new, scenario, cond), _arrays(old, scenario, cond)
-        cells = [cond]
+    olds = {_unmarked(c): c for c in old["per_user"][scenario]}
+    for cond in (c for c in new["per_user"][scenario] if _unmarked(c) in olds):
+        a, b = _arrays(new, scenario, cond), _arrays(old, scenario, olds[_unmarked(cond)])
+        cells = [cond if cond == olds[_unmarked(cond)] else f"{cond} vs {olds[_unmarked(cond)]}"]
         if scenario == "burst":
             cells += [_mean_delta(a["genre_share"], b["genre_share"], 1),
                       _mean_delta(a["genre_share"], b["genre_share"], r3)]
         cells += [*_dislike_like_deltas(a, b, r3), paired_delta(a["ndcg"][:, 0], b["ndcg"][:, 0], relative=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _unmarked(cond: str) -> str:
+    """A condition's name without the "val" mark: "X (α=0.6, val)" -> "X (α=0.6)"."""
+    return cond.replace(", val)", ")")
 
 
 def _alpha(cond: str) -> str | None:
