@@ -52,7 +52,9 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
 - letters-v10 (an experiment): letters-v5 with each candidate's mean rating as one of five words ("Alien [Horror,
   Sci-Fi] rated great (C)", ``RATING_WORDS``) instead of its digits: a linear probe finds the rating in the letter
   token's hidden state, which the answer position reads, at R² ~0.7 with a word against ~0.4 with digits (one
-  token that means "bad" or "good" instead of three digit tokens; docs/BENCHMARKS.md §2, "Session 23").
+  token that means "bad" or "good" instead of three digit tokens). Negative adapters trained on it order new people's
+  ratings better than letters-v5 ones trained the same way, but the best removed no disliked movie from simulated
+  sessions, where the shipped letters-v5 one removes 10%, so none ships (docs/BENCHMARKS.md §2, "Session 23").
 - letters-v11 (an experiment): letters-v7 (the shipped positive adapter's compact prompt) with the rating as a word the
   same way, "Alien: horror scifi rated great (C)" (" rated" kept: after genre words a bare "great" would read as one).
 
