@@ -51,7 +51,7 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
   down in the clear case, so none ships (docs/BENCHMARKS.md §2, "Session 22").
 - letters-v10 (an experiment): letters-v5 with each candidate's mean rating as one of five words ("Alien [Horror,
   Sci-Fi] rated great (C)", ``RATING_WORDS``) instead of its digits: a linear probe finds the rating in the letter
-  token's hidden state, which the answer position reads, at R² ~0.7 with a word against ~0.4 with digits (one
+  token's hidden state, which the answer position reads, at R² ~0.8 with a word against ~0.5 with digits (one
   token that means "bad" or "good" instead of three digit tokens). Negative adapters trained on it order new people's
   ratings better than letters-v5 ones trained the same way, but the best removed no disliked movie from simulated
   sessions, where the shipped letters-v5 one removes 10%, so none ships (docs/BENCHMARKS.md §2, "Session 23").
@@ -75,7 +75,7 @@ from recsys.catalog import Movie
 
 TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9", "letters-v10", "letters-v11")
 SHARED_TEMPLATES = frozenset({"letters-v6", "letters-v9"})  # one block before the question for both tasks
-COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9", "letters-v11"})  # the short question, no " rated": see movie_text
+COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9", "letters-v11"})  # the short question, a bare number: see movie_text
 GENRE_WORD_TEMPLATES = frozenset({"letters-v7", "letters-v11"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
 RATING_WORD_TEMPLATES = frozenset({"letters-v10", "letters-v11"})  # the candidates' mean rating as a word, "rated great": see movie_text
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot

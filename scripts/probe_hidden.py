@@ -59,7 +59,7 @@ def positions(tokenizer, prompt: prompts.Prompt, n: int) -> tuple[list[int], lis
 
 def bin_of(rating: float) -> int:
     """The index of ``rating``'s word in ``prompts.RATING_WORDS`` (letters-v10): 0 'awful' ... 4 'great'."""
-    return next(i for i, (top, _) in enumerate(prompts.RATING_WORDS) if rating < top)
+    return [word for _, word in prompts.RATING_WORDS].index(prompts.rating_word(rating))
 
 
 def main(args: argparse.Namespace) -> None:
