@@ -57,6 +57,8 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
   sessions, where the shipped letters-v5 one removes 10%, so none ships (docs/BENCHMARKS.md §2, "Session 23").
 - letters-v11 (an experiment): letters-v7 (the shipped positive adapter's compact prompt) with the rating as a word the
   same way, "Alien: horror scifi rated great (C)" (" rated" kept: after genre words a bare "great" would read as one).
+  One positive adapter trained on it reads new people's ratings better than the shipped letters-v7 one and passes the
+  clear case by wider margins; not checked in sessions yet, so not shipped (docs/BENCHMARKS.md §2, "Session 23").
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).
