@@ -77,7 +77,7 @@ from recsys.catalog import Movie
 
 TEMPLATES = ("letters-v5", "letters-v6", "letters-v7", "letters-v8", "letters-v9", "letters-v10", "letters-v11")
 SHARED_TEMPLATES = frozenset({"letters-v6", "letters-v9"})  # one block before the question for both tasks
-COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9", "letters-v11"})  # the short question, a bare number: see movie_text
+COMPACT_TEMPLATES = frozenset({"letters-v7", "letters-v8", "letters-v9", "letters-v11"})  # the short question; a bare number unless a word: see movie_text
 GENRE_WORD_TEMPLATES = frozenset({"letters-v7", "letters-v11"})  # genres as lower-case words, "horror scifi", not "[Horror, Sci-Fi]"
 RATING_WORD_TEMPLATES = frozenset({"letters-v10", "letters-v11"})  # the candidates' mean rating as a word, "rated great": see movie_text
 TEMPLATE_VERSION = "letters-v5"  # what a prompt is built with unless told: the default for new adapters and zero-shot
