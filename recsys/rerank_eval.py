@@ -25,10 +25,11 @@ import json
 import logging
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -55,23 +56,41 @@ log = logging.getLogger(__name__)
 ALPHAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 N_CANDIDATES = 20
 HISTORY = (10, 5)  # liked and disliked movies shown to the LLM: the paper's Figs. 5 and 6 (``--history``)
-# How a run's LLM scores were made beyond the adapters: each setting's default (what a dump or result without it
-# means) and what differs when two runs disagree. Dumps and results record them; reuse and pooling must match.
-SCORING: dict[str, tuple[object, str]] = {
-    "orders": (1, "average different numbers of candidate orders (--orders)"),
-    "history": (HISTORY, "show the LLM different numbers of liked/disliked movies (--history)"),
-}
 
 
-def scoring(orders: int = 1, history: Sequence[int] = HISTORY) -> dict[str, object]:
-    """The ``SCORING`` settings of a run, in one comparable form (history as a tuple)."""
-    return {"orders": int(orders), "history": tuple(int(n) for n in history)}
+@dataclass(frozen=True)
+class Scoring:
+    """How a run's LLM scores were made beyond the adapters. Dumps and results record it (``record``); a dump's
+    scores are reused, and runs pooled, only when it matches. A setting a record lacks has its default here."""
 
+    orders: int = 1  # candidate orders each score averages (``RankerConfig.orders``, ``--orders``)
+    history: tuple[int, int] = HISTORY  # at most this many liked / disliked movies in the prompts (``--history``)
 
-def recorded_scoring(record: Mapping) -> dict[str, object]:
-    """``scoring`` as a dump (npz) or a result dict recorded it; a setting it lacks has its default."""
-    got = {key: record[key] if key in record else default for key, (default, _) in SCORING.items()}
-    return scoring(np.asarray(got["orders"]).item(), np.asarray(got["history"]).tolist())
+    # what two runs that disagree on a setting differ in, for refusals
+    DIFFERS: ClassVar[dict[str, str]] = {
+        "orders": "average different numbers of candidate orders (--orders)",
+        "history": "show the LLM different numbers of liked/disliked movies (--history)",
+    }
+
+    def __post_init__(self) -> None:  # one comparable form whatever the source (argparse lists, numpy scalars)
+        object.__setattr__(self, "orders", int(self.orders))
+        object.__setattr__(self, "history", tuple(int(n) for n in self.history))
+
+    @classmethod
+    def recorded(cls, record: Mapping) -> Scoring:
+        """The settings a dump (npz) or a result dict recorded."""
+        return cls(**{f.name: np.asarray(record[f.name]).tolist() for f in fields(cls) if f.name in record})
+
+    def record(self) -> dict[str, object]:
+        """The settings as a dump or a JSON result stores them."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    def ranker_config(self):
+        """The LLM ranker's settings: ``orders`` candidate orders averaged, and the prompts show every liked and
+        disliked movie a case carries (``history``; the ranker's own limits would otherwise cut them to 10 and 5)."""
+        from recsys.llm import RankerConfig
+
+        return RankerConfig(orders=self.orders, max_likes=self.history[0], max_dislikes=self.history[1])
 
 
 @dataclass(frozen=True)
@@ -320,12 +339,11 @@ def llm_columns(s: tuple, n: int) -> np.ndarray:
     return np.stack([_z(x) if x is not None else np.zeros(n) for x in s[:2]], axis=1)
 
 
-def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None], orders: int = 1,
-                history: tuple[int, int] = HISTORY) -> None:
+def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tuple] | None],
+                scoring: Scoring = Scoring()) -> None:
     """Every case with its candidates, SASRec scores and each ranker's scores (NaN: not scored), so that
-    other fusions can be tried later without running the LLM again (``load_scores``); ``orders``: how many
-    candidate orders the LLM's scores average (``RankerConfig.orders``); ``history``: how many liked and
-    disliked movies the prompts showed at most (``user_cases``)."""
+    other fusions can be tried later without running the LLM again (``load_scores``); ``scoring``: how the LLM's
+    scores were made (candidate orders averaged, liked and disliked movies shown at most)."""
     n = N_CANDIDATES
     def pad(x, fill=np.nan) -> np.ndarray:
         out = np.full(n, fill, dtype=np.float64)
@@ -336,7 +354,7 @@ def save_scores(path: Path, cases: Sequence[UserCase], scored: dict[str, list[tu
         "candidates": np.stack([pad(c.candidates, -1) for c in cases]).astype(np.int64),
         "base_scores": np.stack([pad(c.base_scores) for c in cases]),
         "target_pos": np.array([c.target_pos for c in cases]), "base_rank": np.array([c.base_rank for c in cases]),
-        **{key: np.array(value) for key, value in scoring(orders, history).items()},
+        **{key: np.array(value) for key, value in scoring.record().items()},
     }
     for name, scores in scored.items():
         if scores is not None:
@@ -359,8 +377,8 @@ def load_scores(path: Path, name: str = "tuned") -> tuple[list[UserCase], list[t
     return cases, scored
 
 
-def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, orders: int = 1,
-                  history: tuple[int, int] = HISTORY) -> list[tuple] | None:
+def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, scoring: Scoring = Scoring()
+                  ) -> list[tuple] | None:
     """One ranker's scores from an earlier run's dump when it holds exactly these cases (same candidates in
     the same order, same targets), scored over as many candidate orders (a dump without the count: 1) from
     prompts with as many liked and disliked movies (a dump without them: ``HISTORY``), and every valid case was
@@ -368,9 +386,9 @@ def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, order
     if path is None or not path.exists():
         return None
     with np.load(path) as z:
-        made = recorded_scoring(z)
-    if made != scoring(orders, history):
-        log.info("%s scores in %s were made with %s, not %s: scored again", name, path, made, scoring(orders, history))
+        made = Scoring.recorded(z)
+    if made != scoring:
+        log.info("%s scores in %s were made with %s, not %s: scored again", name, path, made, scoring)
         return None
     old, scored = load_scores(path, name)
     same = len(old) == len(cases) and all(o.candidates == c.candidates and o.target_pos == c.target_pos
@@ -385,16 +403,16 @@ def reused_scores(path: Path | None, cases: Sequence[UserCase], name: str, order
 
 
 def scores_for(ranker: PreferenceRanker | None, name: str, cases: Sequence[UserCase], dump: Path | None,
-               desc: str, orders: int = 1, history: tuple[int, int] = HISTORY) -> list[tuple] | None:
+               desc: str, scoring: Scoring = Scoring()) -> list[tuple] | None:
     """A ranker's scores of the cases: from the dump when it holds exactly these, else from the ranker."""
     if ranker is None:
         return None
-    return reused_scores(dump, cases, name, orders, history) or score_cases(ranker, cases, desc)
+    return reused_scores(dump, cases, name, scoring) or score_cases(ranker, cases, desc)
 
 
 def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | None, zero: PreferenceRanker | None,
         max_users: int | None, protocols: Sequence[str] = PROTOCOLS, scores_dir: Path | None = None,
-        orders: int = 1, history: tuple[int, int] = HISTORY) -> dict:
+        scoring: Scoring = Scoring()) -> dict:
     from recsys.catalog import Catalog
     from recsys.sim.session import RatingNegRanker
 
@@ -412,9 +430,9 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
     scores = score_all(retriever.model, ho.histories, retriever.model.cfg.max_len)
     out = {}
     for protocol in protocols:
-        cases = user_cases(split, scores, ho, protocol, history)
+        cases = user_cases(split, scores, ho, protocol, scoring.history)
         dump = scores_dir / f"{dataset}-{seed}-{protocol}.npz" if scores_dir is not None else None
-        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}", orders, history)
+        tuned_s, zero_s = (scores_for(ranker, name, cases, dump, f"{dataset} {protocol} {name}", scoring)
                            for name, ranker in (("tuned", tuned), ("zero", zero)))
         fitted: dict[str, list[str]] = {}
         features = {name: (cols, [featurize(c, cols) for c in cases]) for name, cols in FEATURE_SETS.items()}
@@ -425,10 +443,10 @@ def run(dataset: str, seed: int, models_dir: Path, tuned: PreferenceRanker | Non
             "all": {k: summarize(v) for k, v in rows.items()},
             "valid": {k: summarize(v[valid]) for k, v in rows.items()},
             "n_users": len(cases), "n_valid": int(valid.sum()), "fitted": fitted, "deltas": paired_deltas(rows),
-            **{key: list(v) if isinstance(v, tuple) else v for key, v in scoring(orders, history).items()},
+            **scoring.record(),
         }
         if dump is not None:
-            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, orders, history)
+            save_scores(dump, cases, {"tuned": tuned_s, "zero": zero_s}, scoring)
     return out
 
 
@@ -476,9 +494,9 @@ def merge_results(paths: Sequence[Path]) -> dict[int, dict]:
     rows = {seed: list(r["full"]["all"]) for seed, r in merged.items()}
     if len({tuple(r) for r in rows.values()}) > 1:
         raise SystemExit(f"the runs have different rows: {rows}")
-    made = {seed: recorded_scoring(r["full"]) for seed, r in merged.items()}
-    for key, (_, differs) in SCORING.items():
-        values = {seed: m[key] for seed, m in made.items()}
+    made = {seed: Scoring.recorded(r["full"]) for seed, r in merged.items()}
+    for key, differs in Scoring.DIFFERS.items():
+        values = {seed: getattr(m, key) for seed, m in made.items()}
         if len(set(values.values())) > 1:
             raise SystemExit(f"the runs {differs}: {values}")
     return merged
@@ -609,14 +627,6 @@ def results_deltas(results: dict[int, dict], dataset: str) -> str:
         + deltas_markdown(columns) if columns else ""
 
 
-def ranker_config(orders: int = 1, history: tuple[int, int] = HISTORY):
-    """The LLM ranker's settings for a run: ``orders`` candidate orders averaged, and the prompts show every liked
-    and disliked movie a case carries (``history``; the ranker's own limits would otherwise cut them to 10 and 5)."""
-    from recsys.llm import RankerConfig
-
-    return RankerConfig(orders=orders, max_likes=history[0], max_dislikes=history[1])
-
-
 def history_counts(text: str) -> int:
     """One ``--history`` count: 1 to 30 movies (a prompt is compute-bound: every movie costs latency)."""
     try:
@@ -665,26 +675,27 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
         raise SystemExit("--protocols must include full: sampled-100 numbers only beside full-ranking ones")
     ds, split = prepare(dataset)
     tuned, zero = None, None
-    history = (int(history[0]), int(history[1]))
+    scoring = Scoring(orders, history)
     if not no_llm:
         from recsys import llm  # local: the LLM stack only when it runs
 
         catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
         if all((adapters / n / "adapter_config.json").exists() for n in llm.ADAPTER_NAMES):
-            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog, ranker_config(orders, history))
+            tuned = llm.load_ranker(base_model, Path(".cache"), adapters, catalog, scoring.ranker_config())
             zero = None if no_zero_shot else SimpleNamespace(score=tuned.score_zero_shot)  # same model, adapters off
         elif not no_zero_shot:  # no adapters: the base model's zero-shot rows still belong in the table
             log.warning("no adapters in %s: only the zero-shot LLM rows", adapters)
             model, tokenizer = llm.load_base(base_model, Path(".cache"), llm.resolve_device("auto"))
-            zero = llm.LetterRanker(model, tokenizer, None, catalog, ranker_config(orders, history))
-    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores", orders, history)
+            zero = llm.LetterRanker(model, tokenizer, None, catalog, scoring.ranker_config())
+    results = {s: run(dataset, s, models_dir, tuned, zero, max_users, protocols, out / "scores", scoring)
                for s in seeds}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
              f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}"
              + (f", scores averaged over {orders} candidate orders" if orders > 1 and not no_llm else "")
-             + (f", prompts with up to {history[0]} liked / {history[1]} disliked movies" if history != HISTORY else "")
+             + (f", prompts with up to {history[0]} liked / {history[1]} disliked movies"
+                if scoring.history != HISTORY else "")
              + "_")
     return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid"),
                         results_deltas(results, dataset)])

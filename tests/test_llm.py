@@ -564,12 +564,12 @@ def test_a_middle_block_dropped_scores_as_a_model_built_from_the_kept_layers(smo
 def test_rerank_eval_history_reaches_the_prompts(tiny_model, smol_tokenizer, toy_catalog):
     """``rerank_eval --history 12 4``: every liked movie a case carries is in the prompt, not the ranker's default
     10 (session 21's first ``--history 20 10`` run scored the default prompts without a word)."""
-    from recsys.rerank_eval import ranker_config
+    from recsys.rerank_eval import Scoring
 
     likes, dislikes = [m.item_id for m in toy_catalog][:12], [m.item_id for m in toy_catalog][12:16]
     candidates = [m.item_id for m in toy_catalog][16:]
     for history, shown in (((12, 4), (12, 4)), ((10, 5), (10, 4)), ((3, 2), (3, 2))):
-        ranker = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog, ranker_config(1, history))
+        ranker = llm.LetterRanker(tiny_model, smol_tokenizer, None, toy_catalog, Scoring(history=history).ranker_config())
         built = ranker.prompts_for(likes, dislikes, candidates)
         for task, n in zip(("pos", "neg"), shown, strict=True):
             lines = built[task].text.split(prompts.HISTORY_HEADER[task])[1].split(prompts.CANDIDATES_HEADER)[0]

@@ -252,10 +252,25 @@ def test_score_fusion_weights_move_from_the_retriever_to_the_model():
     assert score_fusion(case, (None, None), 10.0, 10.0).tolist() == list(range(20))
 
 
+def test_scoring_settings_compare_the_same_however_they_were_read():
+    """``Scoring`` from the command line (lists), from a JSON result (lists) or from a dump (numpy arrays) is one
+    value; a record without a setting means its default (runs from before the setting existed)."""
+    from recsys.rerank_eval import HISTORY, Scoring
+
+    made = Scoring(np.int64(4), [20, 10])
+    assert made == Scoring(4, (20, 10)) and made.history == (20, 10) and isinstance(made.orders, int)
+    assert Scoring.recorded(json.loads(json.dumps(made.record()))) == made
+    assert Scoring.recorded({k: np.array(v) for k, v in made.record().items()}) == made
+    assert Scoring.recorded({}) == Scoring() == Scoring(1, HISTORY) != made
+    assert Scoring.recorded({"orders": 4}) == Scoring(orders=4)
+    config = made.ranker_config()
+    assert (config.orders, config.max_likes, config.max_dislikes) == (4, 20, 10)
+
+
 def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
     from dataclasses import replace
 
-    from recsys.rerank_eval import UserCase, load_scores, reused_scores, save_scores
+    from recsys.rerank_eval import Scoring, UserCase, load_scores, reused_scores, save_scores
 
     cases = _valid_cases(3) + [UserCase([1], [], list(range(900, 920)), -1, 40, tuple(range(20)))]
     rng = np.random.default_rng(0)
@@ -273,23 +288,23 @@ def test_score_dump_round_trips_and_is_reused_only_for_the_same_cases(tmp_path):
     assert reused_scores(path, moved, "tuned") is None
     assert reused_scores(tmp_path / "missing.npz", cases, "tuned") is None
     # scores averaged over other candidate orders (RankerConfig.orders) are not these: scored again
-    assert reused_scores(path, cases, "tuned", orders=4) is None
-    save_scores(path, cases, {"tuned": scored}, orders=4)
-    assert reused_scores(path, cases, "tuned", orders=4) is not None
+    assert reused_scores(path, cases, "tuned", Scoring(orders=4)) is None
+    save_scores(path, cases, {"tuned": scored}, Scoring(orders=4))
+    assert reused_scores(path, cases, "tuned", Scoring(orders=4)) is not None
     assert reused_scores(path, cases, "tuned") is None
     legacy = {k: v for k, v in np.load(path).items() if k != "orders"}  # a dump from before the count: 1 order
     np.savez_compressed(path, **legacy)
-    assert reused_scores(path, cases, "tuned") is not None and reused_scores(path, cases, "tuned", 4) is None
+    assert reused_scores(path, cases, "tuned") is not None and reused_scores(path, cases, "tuned", Scoring(4)) is None
     save_scores(path, cases, {"tuned": scored})
     # prompts that showed another number of liked / disliked movies (--history) are not these either; a dump from
     # before the count showed the paper's 10 and 5
-    assert reused_scores(path, cases, "tuned", history=(20, 10)) is None
-    save_scores(path, cases, {"tuned": scored}, history=(20, 10))
-    assert reused_scores(path, cases, "tuned", history=(20, 10)) is not None
+    assert reused_scores(path, cases, "tuned", Scoring(history=(20, 10))) is None
+    save_scores(path, cases, {"tuned": scored}, Scoring(history=(20, 10)))
+    assert reused_scores(path, cases, "tuned", Scoring(history=(20, 10))) is not None
     assert reused_scores(path, cases, "tuned") is None
     np.savez_compressed(path, **{k: v for k, v in np.load(path).items() if k != "history"})
     assert reused_scores(path, cases, "tuned") is not None
-    assert reused_scores(path, cases, "tuned", history=(20, 10)) is None
+    assert reused_scores(path, cases, "tuned", Scoring(history=(20, 10))) is None
     # a person without likes has no pos scores to reuse: still a scored case; one whose dislikes went unscored is not
     no_likes = [UserCase([], [2], list(range(700, 720)), 3, 3, tuple(range(20, 0, -1)))]
     save_scores(path, no_likes, {"tuned": [(None, rng.normal(size=20))]})
