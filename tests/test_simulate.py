@@ -524,9 +524,10 @@ def test_two_runs_of_the_same_people_are_paired_condition_by_condition():
     an unchanged condition gives exactly 0, and runs of other people or settings are refused."""
     from recsys.sim.report import runs_table
 
-    def cond(genre, disliked, like, ndcg):  # 2 people, 3 rounds
+    def cond(genre, disliked, like, ndcg):  # 2 people, 3 rounds; liked movies found: 10 × like share per round
         return {"genre_share": [[g, g, g] for g in genre], "cum_disliked": [[0, 0, d] for d in disliked],
-                "like_share": [[x] * 3 for x in like], "ndcg": [[n, 0.0, 0.0] for n in ndcg]}
+                "like_share": [[x] * 3 for x in like], "ndcg": [[n, 0.0, 0.0] for n in ndcg],
+                "cum_liked": [[10 * x, 20 * x, 30 * x] for x in like]}
 
     config = {"dataset": "toy", "rounds": 3, "k": 10, "seed": 42, "p_unknown_dislike": 0.0}
     same = cond([0.4, 0.2], [2, 2], [0.1, 0.1], [0.2, 0.2])
@@ -549,6 +550,8 @@ def test_two_runs_of_the_same_people_are_paired_condition_by_condition():
     llm_row = rows["SASRec + LLM pos+neg (α=0.6)"]
     assert llm_row[0].startswith("-15.0 pp") and llm_row[2].startswith("-50%")  # genre −0.2/−0.1; 1 vs 2 disliked
     assert llm_row[3].startswith("+5.0 pp") and llm_row[4].startswith("+50%")  # like +0.1/0; NDCG +0.1 over 0.2
+    assert llm_row[5].startswith("+1.50 [")  # liked found in 3 rounds: +3 and +0 movies
+    assert rows["SASRec"][5] == "+0.00 [+0.00, +0.00]" and lines[0].endswith("| Δ liked found, 3 rounds |")
     with pytest.raises(ValueError, match="different people"):
         runs_table({**new, "users": {"test": [7, 8]}}, old, "burst")
     with pytest.raises(ValueError, match="seed"):

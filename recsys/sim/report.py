@@ -34,11 +34,14 @@ def _arrays(result: Mapping[str, Any], scenario: str, cond: str) -> dict[str, np
     return {m: np.asarray(v, dtype=np.float64) for m, v in result["per_user"][scenario][cond].items()}
 
 
-def paired_delta(a: np.ndarray, b: np.ndarray, relative: bool) -> str:
-    """a − b per person, mean and 95% CI; ``relative`` divides by b's mean (in %), else percentage points."""
+def paired_delta(a: np.ndarray, b: np.ndarray, relative: bool, count: bool = False) -> str:
+    """a − b per person, mean and 95% CI; ``relative`` divides by b's mean (in %); ``count``: in a's own units
+    (e.g. movies per person); else percentage points."""
     mean, lo, hi, n = mean_ci(a - b)
     if n == 0:
         return "–"
+    if count:
+        return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
     base = float(np.nanmean(b))
     if relative and base == 0:
         return "–"
@@ -153,7 +156,7 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     """Two runs of the same people (e.g. two adapter pairs), each condition the runs share paired per person
     across them (``new`` − ``old``): in the burst scenario the burst genre's share in list 1 and over rounds 1–3,
     then, in every scenario, disliked movies shown in 3 rounds (relative to ``old``), like share over rounds
-    1–3 and list 1's graded NDCG@10 (relative). Conditions that do not involve the LLM come out as 0 when
+    1–3, list 1's graded NDCG@10 (relative) and liked movies found over all rounds (movies per person). Conditions that do not involve the LLM come out as 0 when
     both runs used the same SASRec, which checks the pairing. A row marked "val" in one run (its validation
     chose the default α) pairs with the same condition at the same α in the other ("(α=0.6, val)" with
     "(α=0.6)"). Raises ValueError unless both runs saw the same people, rounds and seed."""
@@ -166,7 +169,8 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     head = ["condition"]
     if scenario == "burst":
         head += ["Δ burst-genre share r1", f"Δ burst-genre share r1–{r3}"]
-    head += [f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}", "Δ graded NDCG@10 r1"]
+    head += [f"Δ disliked, {r3} rounds", f"Δ 👍 share r1–{r3}", "Δ graded NDCG@10 r1",
+             f"Δ liked found, {new['config']['rounds']} rounds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     olds = {_unmarked(c): c for c in old["per_user"][scenario]}
     for cond in (c for c in new["per_user"][scenario] if _unmarked(c) in olds):
@@ -175,7 +179,8 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
         if scenario == "burst":
             cells += [_mean_delta(a["genre_share"], b["genre_share"], 1),
                       _mean_delta(a["genre_share"], b["genre_share"], r3)]
-        cells += [*_dislike_like_deltas(a, b, r3), paired_delta(a["ndcg"][:, 0], b["ndcg"][:, 0], relative=True)]
+        cells += [*_dislike_like_deltas(a, b, r3), paired_delta(a["ndcg"][:, 0], b["ndcg"][:, 0], relative=True),
+                  paired_delta(a["cum_liked"][:, -1], b["cum_liked"][:, -1], relative=False, count=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
