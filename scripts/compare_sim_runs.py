@@ -4,8 +4,11 @@ Each run is the JSON ``python -m recsys.simulate`` writes (same dataset, people,
 ``--adapters-dir`` pointing at each pair). Prints, for every scenario and every condition both runs have,
 new − old per person with a 95% t-interval over people (``recsys.sim.report.runs_table``). Conditions that
 do not use the LLM come out as exactly 0 when both runs trained the same SASRec, which checks the pairing.
+More NEW OLD pairs (e.g. the same two adapter pairs on another dataset) print their own tables, then one over
+all their people together (``recsys.sim.report.pooled_runs``).
 
-    .venv/bin/python scripts/compare_sim_runs.py runs/sim/ml-100k_new.json runs/sim/ml-100k_old.json
+    .venv/bin/python scripts/compare_sim_runs.py runs/sim/ml-100k_new.json runs/sim/ml-100k_old.json \
+        [runs/sim/ml-latest-small_new.json runs/sim/ml-latest-small_old.json]
 """
 
 from __future__ import annotations
@@ -17,20 +20,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys.sim.report import runs_table  # noqa: E402
+from recsys.sim.report import pooled_runs, runs_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("new", type=Path)
-    p.add_argument("old", type=Path)
+    p.add_argument("runs", type=Path, nargs="+", metavar="NEW OLD", help="one or more pairs of result JSONs")
     args = p.parse_args(argv)
-    new, old = (json.loads(path.read_text()) for path in (args.new, args.old))
-    print(f"new: `{new['command']}` ({new['date']}, {new['machine']})")  # noqa: T201
-    print(f"old: `{old['command']}` ({old['date']}, {old['machine']})")  # noqa: T201
-    for scenario in (s for s in new["per_user"] if s in old["per_user"]):
-        print(f"\n**{scenario}**, {len(new['users']['test'])} people, new − old per person\n")  # noqa: T201
-        print("\n".join(runs_table(new, old, scenario)))  # noqa: T201
+    if len(args.runs) % 2:
+        p.error("give the runs in pairs: NEW OLD [NEW OLD ...]")
+    loaded = [json.loads(path.read_text()) for path in args.runs]
+    pairs = list(zip(loaded[::2], loaded[1::2], strict=True))
+    for new, old in pairs:
+        print(f"new: `{new['command']}` ({new['date']}, {new['machine']})")  # noqa: T201
+        print(f"old: `{old['command']}` ({old['date']}, {old['machine']})")  # noqa: T201
+        for scenario in (s for s in new["per_user"] if s in old["per_user"]):
+            print(f"\n**{scenario}**, {new['config']['dataset']}, {len(new['users']['test'])} people, "  # noqa: T201
+                  "new − old per person\n")
+            print("\n".join(runs_table(new, old, scenario)) + "\n")  # noqa: T201
+    if len(pairs) > 1:
+        for scenario in (s for s in pairs[0][0]["per_user"] if all(s in r["per_user"] for r in loaded)):
+            new, old = pooled_runs(pairs, scenario)
+            print(f"**{scenario}**, pooled: {new['config']['dataset']}, {len(new['users']['test'])} people, "  # noqa: T201
+                  "new − old per person\n")
+            print("\n".join(runs_table(new, old, scenario)))  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -556,3 +556,36 @@ def test_two_runs_of_the_same_people_are_paired_condition_by_condition():
         runs_table({**new, "users": {"test": [7, 8]}}, old, "burst")
     with pytest.raises(ValueError, match="seed"):
         runs_table({**new, "config": {**config, "seed": 1}}, old, "burst")
+
+
+def test_runs_of_two_datasets_pool_into_one_paired_table():
+    """report.pooled_runs (scripts/compare_sim_runs.py with two NEW OLD pairs): every person keeps their own
+    pairing, the relative difference is against the pooled old mean, and only what every run has is kept."""
+    from recsys.sim.report import pooled_runs, runs_table
+
+    def cond(disliked, liked):  # one row per person, 3 rounds
+        return {"cum_disliked": [[0, 0, d] for d in disliked], "like_share": [[0.1] * 3 for _ in disliked],
+                "ndcg": [[0.2, 0, 0] for _ in disliked], "cum_liked": [[0, 0, x] for x in liked]}
+
+    def run(dataset, people, conds):
+        return {"config": {"dataset": dataset, "rounds": 3, "k": 10, "seed": 42, "p_unknown_dislike": 0.0},
+                "users": {"test": people}, "per_user": {"warm": conds}}
+
+    llm, val = "SASRec + LLM pos+neg (α=0.6)", "SASRec + LLM pos+neg (α=0.6, val)"
+    a_new = run("a", [1, 2], {"SASRec": cond([1, 1], [0, 0]), val: cond([0, 2], [1, 1]), "only a": cond([0, 0], [0, 0])})
+    a_old = run("a", [1, 2], {"SASRec": cond([1, 1], [0, 0]), llm: cond([1, 1], [0, 0])})
+    b_new = run("b", [1, 2, 3], {"SASRec": cond([2, 0, 0], [1, 1, 1]), llm: cond([0, 0, 0], [2, 2, 2])})
+    b_old = run("b", [1, 2, 3], {"SASRec": cond([2, 0, 0], [1, 1, 1]), llm: cond([2, 0, 0], [1, 1, 1])})
+    new, old = pooled_runs([(a_new, a_old), (b_new, b_old)], "warm")
+    assert new["users"]["test"] == old["users"]["test"] == ["a:1", "a:2", "b:1", "b:2", "b:3"]
+    assert list(new["per_user"]["warm"]) == ["SASRec", llm]  # "val" unmarked; "only a" dropped
+    assert new["per_user"]["warm"][llm]["cum_disliked"] == [[0, 0, 0], [0, 0, 2], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
+    rows = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[1:] for line in runs_table(new, old, "warm")[2:]}
+    # disliked: new 2, old 4 over five people -> −50% of the old mean; liked found: +1 for each of the five
+    assert rows[llm][0].startswith("-50%") and rows[llm][3] == "+1.00 [+1.00, +1.00]"
+    assert rows["SASRec"][0] == "+0% [+0, +0]"
+    with pytest.raises(ValueError, match="different people"):
+        pooled_runs([(a_new, a_old), (b_new, {**b_old, "users": {"test": [1, 2]}})], "warm")
+    longer = {**b_new, "config": {**b_new["config"], "rounds": 5}}
+    with pytest.raises(ValueError, match="rounds"):
+        pooled_runs([(a_new, a_old), (longer, {**b_old, "config": longer["config"]})], "warm")

@@ -160,11 +160,7 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     both runs used the same SASRec, which checks the pairing. A row marked "val" in one run (its validation
     chose the default α) pairs with the same condition at the same α in the other ("(α=0.6, val)" with
     "(α=0.6)"). Raises ValueError unless both runs saw the same people, rounds and seed."""
-    for key in ("dataset", "rounds", "k", "seed", "p_unknown_dislike"):
-        if new["config"][key] != old["config"][key]:
-            raise ValueError(f"the runs differ in {key}: {new['config'][key]!r} vs {old['config'][key]!r}")
-    if new["users"]["test"] != old["users"]["test"]:
-        raise ValueError("the runs simulated different people: a paired comparison needs the same ones")
+    _check_paired(new, old)
     r3 = min(3, new["config"]["rounds"])
     head = ["condition"]
     if scenario == "burst":
@@ -183,6 +179,44 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
                   paired_delta(a["cum_liked"][:, -1], b["cum_liked"][:, -1], relative=False, count=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+_SETTINGS = ("rounds", "k", "seed", "p_unknown_dislike")  # what every run compared or pooled must share
+
+
+def _check_paired(new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
+    for key in ("dataset", *_SETTINGS):
+        if new["config"][key] != old["config"][key]:
+            raise ValueError(f"the runs differ in {key}: {new['config'][key]!r} vs {old['config'][key]!r}")
+    if new["users"]["test"] != old["users"]["test"]:
+        raise ValueError("the runs simulated different people: a paired comparison needs the same ones")
+
+
+def pooled_runs(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], scenario: str
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Several (new, old) pairs of runs, e.g. one pair per dataset, as ONE pair of runs over all their people, for
+    ``runs_table``: each person keeps their own pairing, and a relative difference is relative to the pooled old
+    mean. Keeps the conditions (without their "val" mark) and measures every run has. Raises ValueError unless
+    each pair is paired as ``runs_table`` requires and all runs share rounds, list length, seed and P(👎 | unrated)."""
+    runs = [run for pair in pairs for run in pair]
+    for new, old in pairs:
+        _check_paired(new, old)
+    for key in _SETTINGS:
+        if len({repr(run["config"][key]) for run in runs}) > 1:
+            raise ValueError(f"the runs differ in {key}: pooling needs the same")
+    names = [{_unmarked(c): c for c in run["per_user"][scenario]} for run in runs]
+    conds = [c for c in names[0] if all(c in n for n in names)]
+    measures = [m for m in runs[0]["per_user"][scenario][names[0][conds[0]]]
+                if all(m in run["per_user"][scenario][n[c]] for run, n in zip(runs, names, strict=True) for c in conds)]
+
+    def pooled(side: int) -> dict[str, Any]:
+        own = [(pair[side], names[2 * i + side]) for i, pair in enumerate(pairs)]
+        return {"config": {**pairs[0][side]["config"], "dataset": " + ".join(r["config"]["dataset"] for r, _ in own)},
+                "users": {"test": [f"{r['config']['dataset']}:{u}" for r, _ in own for u in r["users"]["test"]]},
+                "per_user": {scenario: {c: {m: [row for r, n in own for row in r["per_user"][scenario][n[c]][m]]
+                                            for m in measures} for c in conds}}}
+
+    return pooled(0), pooled(1)
 
 
 def _unmarked(cond: str) -> str:
