@@ -47,7 +47,7 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
 - letters-v9 (shared and compact): letters-v6's one block for both tasks (likes, dislikes, candidates; only the
   question differs) written as letters-v8 writes movies, "Alien [Horror, Sci-Fi] 4.1 (C)", with its short question:
   the lead of session 15 (the bracketed tags for both adapters, the tokens saved elsewhere), ~620 tokens read once
-  for both adapters instead of ~940 for the shipped pair; no negative adapter trained on it reliably pushed a disliked genre
+  for both adapters instead of ~940 for the session-15 pair; no negative adapter trained on it reliably pushed a disliked genre
   down in the clear case, so none ships (docs/BENCHMARKS.md §2, "Session 22").
 - letters-v10 (an experiment): letters-v5 with each candidate's mean rating as one of five words ("Alien [Horror,
   Sci-Fi] rated great (C)", ``RATING_WORDS``) instead of its digits: a linear probe finds the rating in the letter
@@ -55,10 +55,11 @@ The templates (``TEMPLATES``), chosen per adapter pair (``template``; adapters r
   token that means "bad" or "good" instead of three digit tokens). Negative adapters trained on it order new people's
   ratings better than letters-v5 ones trained the same way, but the best removed no disliked movie from simulated
   sessions, where the shipped letters-v5 one removes 10%, so none ships (docs/BENCHMARKS.md §2, "Session 23").
-- letters-v11 (an experiment): letters-v7 (the shipped positive adapter's compact prompt) with the rating as a word the
-  same way, "Alien: horror scifi rated great (C)" (" rated" kept: after genre words a bare "great" would read as one).
-  One positive adapter trained on it reads new people's ratings better than the shipped letters-v7 one and passes the
-  clear case by wider margins; not checked in sessions yet, so not shipped (docs/BENCHMARKS.md §2, "Session 23").
+- letters-v11 (the shipped positive adapter's, since session 24): letters-v7 with the rating as a word the same way,
+  "Alien: horror scifi rated great (C)" (" rated" kept: after genre words a bare "great" would read as one), ~2
+  tokens per candidate instead of ~3. The positive adapter trained on it reads new people's ratings better than the
+  letters-v7 one, passes the clear case by wider margins, loses nothing in Table 2 and finds more liked movies in
+  simulated sessions (docs/BENCHMARKS.md §2, "Sessions 23 and 24").
 
 Add a new version whenever any string here changes: adapters record the version they were trained
 with, and the ranker builds that version's prompts (it refuses one it does not know).

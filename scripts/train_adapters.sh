@@ -5,10 +5,10 @@
 # person's own rating, the mean rating printed beside each candidate and its genre match with the listed
 # movies; validation on new users' own ratings. ~65 min for the stored base pass (resumable, reused by
 # reruns), then ~15 min for 6 epochs. Resumes from runs/adapters.
-# The shipped pair mixes two templates (session 15): "neg" is this command's letters-v5 adapter (session 6, both
-# tasks), "pos" the letters-v7 one of
-#   scripts/train_adapters.sh --template letters-v7 --task pos --init-seed 3 --out-dir runs/v7pos/adapters --run-dir runs/v7pos/run
-# (14 + 3 min on a 2-core CPU), runs/v7pos/adapters/pos copied into assets/adapters/pos; then
+# The shipped pair mixes two templates (sessions 15 and 24): "neg" is this command's letters-v5 adapter (session 6,
+# both tasks), "pos" the letters-v11 one of
+#   scripts/train_adapters.sh --template letters-v11 --task pos --init-seed 3 --out-dir runs/v11pos/adapters --run-dir runs/v11pos/run
+# (13 + 3.5 min on a 2-core CPU), runs/v11pos/adapters/pos copied into assets/adapters/pos; then
 # scripts/check_horror.py assets/adapters --record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
