@@ -693,8 +693,8 @@ def main(dataset: str, seeds: list[int], models_dir: Path, adapters: Path, base_
     (out / f"{dataset}.json").write_text(json.dumps(results, indent=1))
     stamp = (f"_{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {torch.get_num_threads()} threads, "
              f"torch {torch.__version__}; adapters: {'none (--no-llm)' if no_llm else adapters if tuned else 'none'}"
-             + (f", scores averaged over {orders} candidate orders" if orders > 1 and not no_llm else "")
-             + (f", prompts with up to {history[0]} liked / {history[1]} disliked movies"
+             + (f", scores averaged over {scoring.orders} candidate orders" if scoring.orders > 1 and not no_llm else "")
+             + (f", prompts with up to {scoring.history[0]} liked / {scoring.history[1]} disliked movies"
                 if scoring.history != HISTORY else "")
              + "_")
     return "\n\n".join([stamp, markdown(results, dataset, "all"), markdown(results, dataset, "valid"),

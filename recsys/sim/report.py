@@ -35,20 +35,14 @@ def _arrays(result: Mapping[str, Any], scenario: str, cond: str) -> dict[str, np
 
 
 def paired_delta(a: np.ndarray, b: np.ndarray, relative: bool, count: bool = False) -> str:
-    """a − b per person, mean and 95% CI; ``relative`` divides by b's mean (in %); ``count``: in a's own units
-    (e.g. movies per person); else percentage points."""
+    """a − b per person, mean and 95% CI: ``relative``, in % of b's mean; ``count``, in a's own units (e.g. movies
+    per person); else in percentage points (a and b are shares)."""
     mean, lo, hi, n = mean_ci(a - b)
-    if n == 0:
+    base = float(np.nanmean(b)) if n else 0.0
+    if n == 0 or (relative and base == 0):
         return "–"
-    if count:
-        return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-    base = float(np.nanmean(b))
-    if relative and base == 0:
-        return "–"
-    scale = 100.0 / base if relative else 100.0
-    unit = "%" if relative else " pp"
-    return f"{mean * scale:+.0f}{unit} [{lo * scale:+.0f}, {hi * scale:+.0f}]" if relative else \
-        f"{mean * scale:+.1f}{unit} [{lo * scale:+.1f}, {hi * scale:+.1f}]"
+    scale, unit, digits = (100.0 / base, "%", 0) if relative else (1.0, "", 2) if count else (100.0, " pp", 1)
+    return f"{mean * scale:+.{digits}f}{unit} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
 
 
 def _mean_delta(a: np.ndarray, b: np.ndarray, stop: int, relative: bool = False) -> str:
@@ -156,8 +150,9 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     """Two runs of the same people (e.g. two adapter pairs), each condition the runs share paired per person
     across them (``new`` − ``old``): in the burst scenario the burst genre's share in list 1 and over rounds 1–3,
     then, in every scenario, disliked movies shown in 3 rounds (relative to ``old``), like share over rounds
-    1–3, list 1's graded NDCG@10 (relative) and liked movies found over all rounds (movies per person). Conditions that do not involve the LLM come out as 0 when
-    both runs used the same SASRec, which checks the pairing. A row marked "val" in one run (its validation
+    1–3, list 1's graded NDCG@10 (relative) and liked movies found over all rounds (movies per person).
+    Conditions that do not involve the LLM come out as 0 when both runs used the same SASRec, which checks the
+    pairing. A row marked "val" in one run (its validation
     chose the default α) pairs with the same condition at the same α in the other ("(α=0.6, val)" with
     "(α=0.6)"). Raises ValueError unless both runs saw the same people, rounds and seed."""
     _check_paired(new, old)
@@ -206,6 +201,8 @@ def pooled_runs(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], sc
             raise ValueError(f"the runs differ in {key}: pooling needs the same")
     names = [{_unmarked(c): c for c in run["per_user"][scenario]} for run in runs]
     conds = [c for c in names[0] if all(c in n for n in names)]
+    if not conds:
+        raise ValueError(f"no condition is in every run ({scenario})")
     measures = [m for m in runs[0]["per_user"][scenario][names[0][conds[0]]]
                 if all(m in run["per_user"][scenario][n[c]] for run, n in zip(runs, names, strict=True) for c in conds)]
 
