@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,25 +34,26 @@ def _arrays(result: Mapping[str, Any], scenario: str, cond: str) -> dict[str, np
     return {m: np.asarray(v, dtype=np.float64) for m, v in result["per_user"][scenario][cond].items()}
 
 
-def paired_delta(a: np.ndarray, b: np.ndarray, relative: bool, count: bool = False) -> str:
-    """a − b per person, mean and 95% CI: ``relative``, in % of b's mean; ``count``, in a's own units (e.g. movies
-    per person); else in percentage points (a and b are shares)."""
+def paired_delta(a: np.ndarray, b: np.ndarray, unit: Literal["%", "pp", "count"]) -> str:
+    """a − b per person, mean and 95% CI, in ``unit``: "%" of b's mean, percentage "pp" (a and b are shares), or
+    "count", a's own units (e.g. movies per person)."""
     mean, lo, hi, n = mean_ci(a - b)
     base = float(np.nanmean(b)) if n else 0.0
-    if n == 0 or (relative and base == 0):
+    if n == 0 or (unit == "%" and base == 0):
         return "–"
-    scale, unit, digits = (100.0 / base, "%", 0) if relative else (1.0, "", 2) if count else (100.0, " pp", 1)
-    return f"{mean * scale:+.{digits}f}{unit} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
+    scale, shown, digits = {"%": (100.0 / base if base else 0.0, "%", 0), "pp": (100.0, " pp", 1),
+                            "count": (1.0, "", 2)}[unit]
+    return f"{mean * scale:+.{digits}f}{shown} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
 
 
-def _mean_delta(a: np.ndarray, b: np.ndarray, stop: int, relative: bool = False) -> str:
+def _mean_delta(a: np.ndarray, b: np.ndarray, stop: int, unit: Literal["%", "pp"] = "pp") -> str:
     """Paired Δ of each person's mean over rounds 1..``stop`` (rows = people, columns = rounds)."""
-    return paired_delta(a[:, :stop].mean(1), b[:, :stop].mean(1), relative=relative)
+    return paired_delta(a[:, :stop].mean(1), b[:, :stop].mean(1), unit)
 
 
 def _dislike_like_deltas(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], r3: int) -> list[str]:
     """Disliked movies shown in ``r3`` rounds (relative to b's) and like share over rounds 1..r3 (pp)."""
-    return [paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], relative=True),
+    return [paired_delta(a["cum_disliked"][:, r3 - 1], b["cum_disliked"][:, r3 - 1], "%"),
             _mean_delta(a["like_share"], b["like_share"], r3)]
 
 
@@ -73,7 +74,7 @@ def rounds_table(result: Mapping[str, Any], scenario: str) -> list[str]:
         if cond == BASELINE:
             cells += ["(reference)"] * 3
         else:
-            cells += [*_dislike_like_deltas(m, base, r3), _mean_delta(m["ndcg"], base["ndcg"], 1, relative=True)]
+            cells += [*_dislike_like_deltas(m, base, r3), _mean_delta(m["ndcg"], base["ndcg"], 1, "%")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -152,9 +153,9 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     then, in every scenario, disliked movies shown in 3 rounds (relative to ``old``), like share over rounds
     1–3, list 1's graded NDCG@10 (relative) and liked movies found over all rounds (movies per person).
     Conditions that do not involve the LLM come out as 0 when both runs used the same SASRec, which checks the
-    pairing. A row marked "val" in one run (its validation
-    chose the default α) pairs with the same condition at the same α in the other ("(α=0.6, val)" with
-    "(α=0.6)"). Raises ValueError unless both runs saw the same people, rounds and seed."""
+    pairing. A row marked "val" in one run (its validation chose the default α) pairs with the same condition at
+    the same α in the other ("(α=0.6, val)" with "(α=0.6)"). Raises ValueError unless both runs saw the same
+    people, rounds and seed."""
     _check_paired(new, old)
     r3 = min(3, new["config"]["rounds"])
     head = ["condition"]
@@ -170,8 +171,8 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
         if scenario == "burst":
             cells += [_mean_delta(a["genre_share"], b["genre_share"], 1),
                       _mean_delta(a["genre_share"], b["genre_share"], r3)]
-        cells += [*_dislike_like_deltas(a, b, r3), paired_delta(a["ndcg"][:, 0], b["ndcg"][:, 0], relative=True),
-                  paired_delta(a["cum_liked"][:, -1], b["cum_liked"][:, -1], relative=False, count=True)]
+        cells += [*_dislike_like_deltas(a, b, r3), paired_delta(a["ndcg"][:, 0], b["ndcg"][:, 0], "%"),
+                  paired_delta(a["cum_liked"][:, -1], b["cum_liked"][:, -1], "count")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
