@@ -31,6 +31,12 @@ that act at the answer position only (llm.answer_hidden); the base pass over eve
 once on disk (``cached_base_pass``, resumable, reused across settings and labels) and a step runs one
 token per query, ~0.9 s per 16 examples on 2 cores (docs/BENCHMARKS.md §2, session 5). Checkpoints every ``checkpoint_every`` steps; a rerun resumes from the last one.
 
+With ``labels="session"`` (session 25; issue 8, item 6) the candidates are what a feedback session shows: the
+retriever's top 20 for the person's likes before ``c`` (every movie rated before ``c`` excluded), shuffled, each
+labelled with the person's rating if they rated it at or after ``c``, else ``unknown_rating`` (3: neither a like nor a
+dislike). The "neg" target is then the retrieved movies the person later disliked, the very movies the simulation
+counts (``session_examples``), where the "rated" lists hold only movies the person rated.
+
 Mixed targets (session 6, ``--person-weight/--printed-weight/--genre-weight``, ``mixed_labels``): graded
 training labels that blend the person's rating with the mean rating printed beside each candidate and its
 genre match with the listed movies; validation stays on the person's own ratings.
@@ -111,8 +117,12 @@ class FinetuneConfig:
     like_min: float = 4.0
     dislike_max: float = 2.0
     min_history: int = 1
-    labels: Literal["next", "rated"] = "next"  # one next-item target per query, or every candidate's rating
+    # one next-item target per query, every candidate's rating ("rated"), or a session's list ("session")
+    labels: Literal["next", "rated", "session"] = "next"
     rated_window: int = 50  # "rated": candidates are drawn from the next this-many rated movies after the cut
+    # "session": the label of a retrieved candidate the person never rated later (neither a like nor a dislike:
+    # what the simulated person answers nothing to)
+    unknown_rating: float = 3.0
     label_beta: float = 2.0  # "rated": target = softmax(+-beta * rating)
     # "rated", training labels only (validation keeps the person's own ratings): a mix of the person's rating,
     # the mean rating printed beside the candidate, and its genre match with the listed movies (mixed_labels)
@@ -357,6 +367,50 @@ def rated_examples(split: Split, u: int, cfg: FinetuneConfig, rng: np.random.Gen
     return examples
 
 
+def session_examples(split: Split, u: int, cfg: FinetuneConfig, retriever: Retriever,
+                     rng: np.random.Generator) -> list[Example]:
+    """Graded examples shaped like a feedback session (``labels="session"``; issue 8, item 6): at a cut ``c``
+    the candidates are what the app would show, the retriever's top ``n_candidates`` for the person's likes
+    before ``c`` (oldest first, every movie rated before ``c`` excluded, as ``Recommender.candidates`` asks),
+    in random order; each is labelled with the person's rating if they rated it at or after ``c`` (training
+    part only), else ``unknown_rating``. So the "neg" target is the retrieved movies the person later rated
+    <= ``dislike_max``, the "pos" one those rated >= ``like_min``: the ones a session counts.
+
+    A cut leaves at least ``sim.split.heldout_size`` ratings after it (a session's held-out share), needs
+    ``min_history`` of each task's movies before it, and at least one candidate the task's query can find
+    (for "neg": one the person later disliked); cuts are drawn at random, at most ``max_examples_per_user``.
+    """
+    seq = training_part(split, u, cfg)
+    raw = split.item_ids[seq]
+    ratings = np.asarray(split.ratings[u][: len(seq)], dtype=float)
+    masks = task_masks(ratings, cfg)
+    last = len(seq) - heldout_size(len(seq))
+    cut_order = rng.permutation(np.arange(1, last + 1)) if last >= 1 else np.array([], dtype=int)
+    examples = []
+    for c in (int(c) for c in cut_order):
+        if len(examples) >= cfg.max_examples_per_user:
+            break
+        histories = {t: tuple(int(i) for i in raw[:c][masks[t][:c]][::-1][: MAX_HISTORY[t]]) for t in cfg.tasks}
+        if any(len(h) < cfg.min_history for h in histories.values()):
+            continue
+        later = {int(raw[i]): float(ratings[i]) for i in range(c, len(seq))}
+        liked = [int(i) for i in raw[:c][masks["pos"][:c]]]
+        if not liked:
+            continue
+        picked = retriever.retrieve(liked, {int(i) for i in raw[:c]}, cfg.n_candidates)[: cfg.n_candidates]
+        if len(picked) < cfg.n_candidates:
+            continue
+        shown = [later.get(i, cfg.unknown_rating) for i in picked]
+        if ("neg" in cfg.tasks and min(shown) > cfg.dislike_max) or ("pos" in cfg.tasks and max(shown) < cfg.like_min):
+            continue
+        order = rng.permutation(len(picked))
+        labels = tuple(shown[i] for i in order)
+        queries = tuple(Query(t, histories[t], int(np.argmax(labels) if t == "pos" else np.argmin(labels)), labels)
+                        for t in cfg.tasks)
+        examples.append(Example(tuple(picked[i] for i in order), queries))
+    return examples
+
+
 def genre_match(catalog: Catalog, history: Sequence[int], candidate: int) -> float:
     """The share of ``history`` sharing at least one shown genre tag with ``candidate`` (0..1)."""
     tags = set(prompts.shown_genres(catalog[candidate]))
@@ -406,6 +460,8 @@ def build_examples(
     for u in users:
         if cfg.labels == "rated":
             own = rated_examples(split, u, cfg, rng)
+        elif cfg.labels == "session":
+            own = session_examples(split, u, cfg, retriever, rng)
         else:
             own = user_examples(split, u, cfg, retriever, pool, rng)
         if totals is not None:
@@ -885,7 +941,7 @@ def run(cfg: FinetuneConfig, split: Split, catalog: Catalog, retriever: Retrieve
     # validation people give their examples from the whole training part, with or without train_all: the same
     # validation queries as the fraction's recipe (scripts/eval_adapters.py)
     val = build_examples(split, val_users, replace(cfg, train_all=False), retriever, cfg.seed + 1)[: cfg.max_val_examples]
-    if cfg.labels == "rated":  # the defaults (1, 0, 0) keep the person's own ratings
+    if cfg.labels in ("rated", "session"):  # the defaults (1, 0, 0) keep the person's own ratings
         train = mixed_labels(train, catalog, cfg.person_weight, cfg.printed_weight, cfg.genre_weight,
                              cfg.other_genre_weight)
     log.info("%s: %d examples from %d users, %d validation examples from %d users",
@@ -959,10 +1015,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-all", action=argparse.BooleanOptionalAction, default=d.train_all,
                    help="train on every user outside the validation set (the same validation people as "
                         "--user-fraction's split); needs --printed-mean loo")
-    p.add_argument("--labels", choices=["next", "rated"], default=d.labels,
-                   help="one next-item target per query, or every candidate's own rating (graded, ListNet)")
+    p.add_argument("--labels", choices=["next", "rated", "session"], default=d.labels,
+                   help="one next-item target per query, every candidate's own rating (graded, ListNet), or the "
+                        "retriever's candidates labelled with the person's later ratings (session)")
     for name in ("user_fraction", "lr", "epochs", "max_minutes", "label_beta", "weight_decay", "lora_dropout",
-                 "person_weight", "printed_weight", "genre_weight", "other_genre_weight", "anchor_weight"):
+                 "person_weight", "printed_weight", "genre_weight", "other_genre_weight", "anchor_weight",
+                 "unknown_rating"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     for name in ("val_users", "max_val_examples", "max_examples_per_user", "batch_size", "warmup_steps",
                  "eval_every", "checkpoint_every", "seed", "lora_r", "lora_alpha", "n_hard", "rated_window"):

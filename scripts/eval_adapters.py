@@ -15,6 +15,10 @@ Spearman carries its 95% t-interval over queries; ``--rho-out`` stores each quer
 ``--paired-with`` (another run's ``--rho-out``, same validation queries) prints this run − that one per
 query with a 95% t-interval: two adapter pairs compared on the same people.
 
+``--labels session``: the candidates are the retriever's (what a session shows), each labelled with the person's
+later rating or "unknown" (``recsys.finetune --labels session``); graded the same way. ``--task neg`` (or pos) keeps
+the examples a one-task adapter trained on were built from (``both``: only lists with a liked and a disliked movie).
+
     python scripts/eval_adapters.py --adapters assets/adapters
     python scripts/eval_adapters.py --adapters runs/new --labels rated --rho-out runs/new.json \\
         --paired-with runs/shipped.json
@@ -106,7 +110,7 @@ def main(args: argparse.Namespace) -> None:
     cfg = finetune.FinetuneConfig(
         dataset=args.dataset, user_fraction=args.user_fraction, max_examples_per_user=args.max_examples_per_user,
         val_users=args.val_users, lora_layers=tuple(args.lora_layers) if args.lora_layers else None,
-        target_modules=tuple(args.target_modules), labels=args.labels,
+        target_modules=tuple(args.target_modules), labels=args.labels, task=args.task,
     )
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, args.sasrec_dir, cfg.seed)
@@ -164,14 +168,15 @@ def main(args: argparse.Namespace) -> None:
     print(f"{len(val)} validation examples from {len(val_users)} users disjoint from the adapters' training users "
           f"({people}); uniform: CE ln 20 = {math.log(20):.3f}, top-1 0.05, MRR 0.180. CE of the reference orders "
           "is the softmax of their score (not fitted), so read their top-1/MRR.\n")
-    graded = args.labels == "rated"
+    graded = args.labels in ("rated", "session")
+    tasks = [t for t in ("pos", "neg") if targets[t]]
     cols = ["CE", "top-1", "MRR", *(["Spearman"] if graded else [])]
-    print("| scorer | " + " | ".join(f"{t} {c}" for t in ("pos", "neg") for c in cols) + " |")
-    print("|---" * (1 + 2 * len(cols)) + "|")
+    print("| scorer | " + " | ".join(f"{t} {c}" for t in tasks for c in cols) + " |")
+    print("|---" * (1 + len(tasks) * len(cols)) + "|")
     tuned_rho: dict[str, list[float | None]] = {}
     for name, by_task in rows.items():
         cells = []
-        for task in ("pos", "neg"):
+        for task in tasks:
             m = metrics(np.stack(by_task[task]), np.asarray(targets[task]))
             cells += [f"{m['ce']:.3f}", f"{m['top1']:.3f}", f"{m['mrr']:.3f}"]
             if graded:
@@ -211,13 +216,16 @@ if __name__ == "__main__":
     p.add_argument("--orders", type=int, default=1, choices=range(1, 17), metavar="K",
                    help="score under this many candidate orders and average (RankerConfig.orders)")
     p.add_argument("--no-zero-shot", action="store_true", help="skip the base-model rows (half the time)")
-    p.add_argument("--labels", choices=["next", "rated"], default="next",
-                   help="next-item validation examples, or graded ones (every candidate rated by the person)")
+    p.add_argument("--labels", choices=["next", "rated", "session"], default="next",
+                   help="next-item validation examples, graded ones (every candidate rated by the person), or the "
+                        "retriever's candidates labelled with later ratings (session)")
+    p.add_argument("--task", choices=["pos", "neg", "both"], default="both",
+                   help="which queries the validation examples are built for (as the adapters' --task)")
     p.add_argument("--rho-out", type=Path, default=None,
-                   help="with --labels rated: write each query's fine-tuned Spearman here (JSON)")
+                   help="with --labels rated or session: write each query's fine-tuned Spearman here (JSON)")
     p.add_argument("--paired-with", type=Path, default=None,
-                   help="with --labels rated: another run's --rho-out; print this − that per query")
+                   help="with --labels rated or session: another run's --rho-out; print this − that per query")
     args = p.parse_args()
-    if (args.rho_out or args.paired_with) and args.labels != "rated":
-        p.error("--rho-out and --paired-with need --labels rated")
+    if (args.rho_out or args.paired_with) and args.labels == "next":
+        p.error("--rho-out and --paired-with need graded labels (--labels rated or session)")
     main(args)

@@ -225,6 +225,40 @@ def test_rated_examples_label_every_candidate_with_the_persons_later_rating(long
     assert n > 0
 
 
+@pytest.mark.parametrize("task", ["neg", "pos", "both"])
+def test_session_examples_label_the_retrievers_candidates_with_later_ratings(long_split, toy_catalog, tmp_path, task):
+    """The candidates are what the retriever shows for the likes before a cut; each carries the person's later
+    rating (training part only) or the unknown label; the query finds a movie the person did dislike (or like)."""
+    cfg = tiny_config(tmp_path, labels="session", task=task, n_candidates=8, max_examples_per_user=50)
+    retriever = FakeRetriever(toy_catalog)
+    n, orders = 0, set()
+    for u in range(len(long_split.sequences)):
+        train = [int(i) for i in long_split.item_ids[long_split.train(u)]]
+        ratings = dict(zip(train, long_split.ratings[u][: len(train)], strict=True))
+        for ex in finetune.session_examples(long_split, u, cfg, retriever, np.random.default_rng(0)):
+            n += 1
+            assert len(ex.candidates) == 8 == len(set(ex.candidates))
+            labels = tuple(ratings.get(i, cfg.unknown_rating) for i in ex.candidates)
+
+            def shown_at(c: int, candidates=ex.candidates, train=train, ratings=ratings) -> bool:
+                """The retriever's list for the likes before cut ``c``, every movie rated before it excluded."""
+                likes = [i for i in train[:c] if ratings[i] >= cfg.like_min]
+                return set(retriever.retrieve(likes, set(train[:c]), 8)) == set(candidates)
+
+            cuts = [c for c in range(1, len(train)) if shown_at(c)
+                    and all(set(q.history) <= set(train[:c]) for q in ex.queries)]
+            assert cuts, "no cut of this person's training part shows these candidates"
+            orders.add(ex.candidates)
+            assert {q.task for q in ex.queries} == set(cfg.tasks)
+            for q in ex.queries:
+                assert q.ratings == labels  # in prompt order
+                good = (lambda r: r >= cfg.like_min) if q.task == "pos" else (lambda r: r <= cfg.dislike_max)
+                assert q.history and all(good(ratings[i]) for i in q.history)
+                assert good(q.ratings[q.target])  # a movie this person did later like / dislike
+                assert q.ratings[q.target] == (max if q.task == "pos" else min)(labels)
+    assert n > 0 and len(orders) > 1  # candidates shuffled, not the retriever's order
+
+
 def test_graded_query_loss_and_correlation():
     hard = finetune.Query("pos", (1,), 2)
     logits = torch.tensor([[0.0, 1.0, 3.0]])
@@ -440,10 +474,13 @@ def test_train_all_keeps_the_validation_people_and_trains_everyone_else(toy_spli
     assert sorted([*every_train, *every_val]) == list(range(len(toy_split.sequences)))
 
 
-@pytest.mark.parametrize("labels", ["rated", "next"])
-def test_train_all_examples_come_from_the_simulations_history_part_only(toy_split, toy_catalog, tmp_path, labels):
+@pytest.mark.parametrize(("labels", "fixture"), [("rated", "toy_split"), ("next", "toy_split"),
+                                                  ("session", "long_split")])  # a session cut needs a longer part
+def test_train_all_examples_come_from_the_simulations_history_part_only(request, toy_catalog, tmp_path, labels, fixture):
     """Neither a leave-one-out test movie nor a simulated person's later ratings is ever in a train_all example."""
     from recsys.sim.split import rating_split
+
+    toy_split = request.getfixturevalue(fixture)
 
     cfg = tiny_config(tmp_path, train_all=True, printed_mean="loo", labels=labels, n_candidates=4, n_hard=2, rated_window=5,
                       max_examples_per_user=50)
@@ -456,6 +493,8 @@ def test_train_all_examples_come_from_the_simulations_history_part_only(toy_spli
         assert len(part) == len(rs.history(u)) < len(toy_split.train(u))
         for ex in finetune.build_examples(toy_split, [u], cfg, FakeRetriever(toy_catalog), 0):
             rated = {ex.candidates[q.target] for q in ex.queries} if labels == "next" else set(ex.candidates)
+            if labels == "session":  # the retriever's movies: those labelled with a rating
+                rated = {c for c, r in zip(ex.candidates, ex.queries[0].ratings, strict=True) if r != cfg.unknown_rating}
             assert rated <= history and all(set(q.history) <= history for q in ex.queries)
             found += 1
     assert found > 0
