@@ -91,7 +91,7 @@ def paired_rows(this: dict, other: dict) -> list[str]:
     same order: another validation set would pair unrelated people.
     """
     rows = [f"| task | queries | {this['adapters']} | {other['adapters']} | difference [95% CI] |", "|---|---|---|---|---|"]
-    for task in this["keys"]:
+    for task in this["rho"]:  # the tasks this run scored (--task neg: "neg" only)
         if this["keys"][task] != other["keys"].get(task):
             raise ValueError(f"{task}: the two runs scored different validation queries; rerun with the same "
                              "--dataset, --user-fraction, --max-examples-per-user, --val-users, --max-val-examples")
@@ -190,7 +190,7 @@ def main(args: argparse.Namespace) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     if not graded:
         return
-    record = {"adapters": str(source), "keys": keys, "rho": tuned_rho}
+    record = {"adapters": str(source), "keys": {t: keys[t] for t in tasks}, "rho": tuned_rho}
     if args.rho_out:
         args.rho_out.parent.mkdir(parents=True, exist_ok=True)
         args.rho_out.write_text(json.dumps(record))

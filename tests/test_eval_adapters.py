@@ -38,6 +38,15 @@ def test_paired_rows_pair_the_same_queries_and_skip_undefined_correlations(eval_
     assert [c.strip() for c in neg.strip("|").split("|")][4] == "+0.000 [+0.000, +0.000]"
 
 
+def test_paired_rows_of_one_task_runs(eval_adapters):
+    """--task neg: a run scores the "neg" queries only, and its record holds that task alone."""
+    new = record("new", {"neg": ["e", "f"]}, {"neg": [0.3, 0.5]})
+    old = record("old", {"neg": ["e", "f"]}, {"neg": [0.2, 0.4]})
+    header, rule, neg = eval_adapters.paired_rows(new, old)
+    assert [c.strip() for c in neg.strip("|").split("|")][:2] == ["neg", "2"]
+    assert [c.strip() for c in neg.strip("|").split("|")][4] == "+0.100 [+0.100, +0.100]"
+
+
 def test_paired_rows_refuse_runs_of_different_queries(eval_adapters):
     new = record("new", {"pos": ["a", "b"]}, {"pos": [0.1, 0.2]})
     old = record("old", {"pos": ["a", "x"]}, {"pos": [0.1, 0.2]})
