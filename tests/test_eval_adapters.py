@@ -61,3 +61,14 @@ def test_query_key_names_task_history_candidates_and_target(eval_adapters):
     assert key != eval_adapters.query_key(q, [11, 10, 12])  # another candidate order: another query
     assert key != eval_adapters.query_key(Query("pos", (5, 6), 1, (3.0, 1.0, 4.0)), [10, 11, 12])
     assert key != eval_adapters.query_key(Query("neg", (5, 6), 2, (3.0, 1.0, 4.0)), [10, 11, 12])
+
+
+def test_metrics_share_tied_places(eval_adapters):
+    """A target alone at the top counts fully; tied with others it gets the mean of the places they share."""
+    import numpy as np
+
+    scores = np.array([[3.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 1.0], [0.0, 2.0, 1.0, 0.0]])
+    m = eval_adapters.metrics(scores, np.array([0, 1, 0]))
+    # places: [0]; [0, 1, 2] (three tied at the top); [2, 3] (tied with candidate 3 below two others)
+    assert m["top1"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert m["mrr"] == pytest.approx((1 + (1 + 1 / 2 + 1 / 3) / 3 + (1 / 3 + 1 / 4) / 2) / 3)
