@@ -386,6 +386,9 @@ def session_examples(split: Split, u: int, cfg: FinetuneConfig, retriever: Retri
     masks = task_masks(ratings, cfg)
     last = len(seq) - heldout_size(len(seq))
     cut_order = rng.permutation(np.arange(1, last + 1)) if last >= 1 else np.array([], dtype=int)
+    # every rated movie's rating; a candidate was never rated before its cut (those are excluded), so one it
+    # appears in was rated at or after the cut
+    rating_of = {int(i): float(r) for i, r in zip(raw, ratings, strict=True)}
     examples = []
     for c in (int(c) for c in cut_order):
         if len(examples) >= cfg.max_examples_per_user:
@@ -393,14 +396,13 @@ def session_examples(split: Split, u: int, cfg: FinetuneConfig, retriever: Retri
         histories = {t: tuple(int(i) for i in raw[:c][masks[t][:c]][::-1][: MAX_HISTORY[t]]) for t in cfg.tasks}
         if any(len(h) < cfg.min_history for h in histories.values()):
             continue
-        later = {int(raw[i]): float(ratings[i]) for i in range(c, len(seq))}
         liked = [int(i) for i in raw[:c][masks["pos"][:c]]]
         if not liked:
             continue
         picked = retriever.retrieve(liked, {int(i) for i in raw[:c]}, cfg.n_candidates)[: cfg.n_candidates]
         if len(picked) < cfg.n_candidates:
             continue
-        shown = [later.get(i, cfg.unknown_rating) for i in picked]
+        shown = [rating_of.get(i, cfg.unknown_rating) for i in picked]
         if ("neg" in cfg.tasks and min(shown) > cfg.dislike_max) or ("pos" in cfg.tasks and max(shown) < cfg.like_min):
             continue
         order = rng.permutation(len(picked))
