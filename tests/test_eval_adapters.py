@@ -45,6 +45,9 @@ def test_paired_rows_of_one_task_runs(eval_adapters):
     header, rule, neg = eval_adapters.paired_rows(new, old)
     assert [c.strip() for c in neg.strip("|").split("|")][:2] == ["neg", "2"]
     assert [c.strip() for c in neg.strip("|").split("|")][4] == "+0.100 [+0.100, +0.100]"
+    # a record that still lists the unscored task's (empty) keys, as files written before the fix do: paired on "neg"
+    older = record("new", {"pos": [], "neg": ["e", "f"]}, {"neg": [0.3, 0.5]})
+    assert eval_adapters.paired_rows(older, old)[2] == neg
 
 
 def test_paired_rows_refuse_runs_of_different_queries(eval_adapters):
