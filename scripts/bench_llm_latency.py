@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys import llm  # noqa: E402
+from recsys import attention, llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
 from recsys.data import mean_ratings, prepare  # noqa: E402
 
@@ -113,6 +113,8 @@ def main(args: argparse.Namespace) -> None:
         random_adapters(model, Path(tempfile.mkdtemp()))
     cut = llm.base_layers({n: llm.read_metadata(f) for n, f in adapters.items()})
     whole = copy.deepcopy(model) if cut is not None and args.gen_runs else None  # before the ranker cuts ``model``
+    if args.sdpa_attention:  # CompiledAnswerPass keeps the model's own attention
+        attention.swap = lambda m, name: m.config._attn_implementation
     start = time.perf_counter()
     ranker = llm.LetterRanker(model, tokenizer, adapters, catalog, llm.RankerConfig(compile=args.compile))
     built_s = time.perf_counter() - start  # with --compile: compiling and warming up both adapters' graphs
@@ -155,6 +157,7 @@ def report(args, letters: list[float], base: list[float], generate: list[float],
         f"prompts (pos, neg): {lengths} tokens, template {ranker.template}, the first {shared} shared; "
         f"adapters: {str(args.adapters_dir) + ', scope ' + ranker.scope if shipped else 'untrained stand-ins (LoRA q,k,v,o on layers 24-29)'}; "
         f"ranking pass {'compiled (torch.compile, inductor)' if ranker._compiled else 'eager'}, "
+        f"attention {llm.base_decoder(model).config._attn_implementation}, "
         f"ranker built in {built_s:.1f} s",
         "",
         "| method (both adapters, 20 candidates) | runs | p50 ms | p95 ms |",
@@ -178,6 +181,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None, help="default: llm.default_dtype")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is present")
     parser.add_argument("--compile", action="store_true", help="the compiled CPU ranking pass (RECSYS_COMPILE)")
+    parser.add_argument("--sdpa-attention", action="store_true",
+                        help="the compiled pass with transformers' sdpa attention, not recsys.attention's query blocks "
+                             "(what it ran before session 26)")
     return add_model_args(parser)
 
 

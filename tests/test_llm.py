@@ -339,8 +339,8 @@ def assert_scores_as_eager(compiled, eager):
         for got, want in zip(compiled.score(likes, dislikes, candidates), eager.score(likes, dislikes, candidates),
                              strict=True):
             assert (got is None) == (want is None)
-            if want is not None:
-                np.testing.assert_allclose(got, want, atol=1e-5)
+            if want is not None:  # float32 rounding: the compiled pass's attention sums in another order
+                np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_the_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs, caplog,

@@ -1,0 +1,125 @@
+"""The compiled CPU ranking pass with recsys.attention's query blocks vs transformers' sdpa attention.
+
+Three rankers over the shipped adapters, each on its own copy of the base model: eager (sdpa; the
+reference scores), compiled with sdpa (what ``RECSYS_COMPILE`` ran before session 26) and compiled with
+``recsys.attention`` (what it runs now). Timed in turn on ``bench_llm_latency.person`` (so the machine's
+noise hits them alike), and both compiled rankers' scores compared with the eager ones on ``--people``
+other people (Spearman per prompt, same top candidate): the blocks must agree with eager as closely as
+the compiled sdpa pass does. Prints a markdown table with the command, machine and date.
+
+    python scripts/bench_attention.py --runs 20 --people 16 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_llm_latency import add_model_args, person  # noqa: E402
+from probe_cpu_speed import other_people  # noqa: E402
+
+from recsys import attention, llm  # noqa: E402
+from recsys.catalog import Catalog  # noqa: E402
+from recsys.data import mean_ratings, prepare  # noqa: E402
+
+
+def interleaved_ms(fns: list, runs: int, warmup: int = 2) -> list[list[float]]:
+    """Milliseconds of each of ``fns`` per call, called in turn ``runs`` times after ``warmup`` rounds."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for times, fn in zip(out, fns, strict=True):
+            start = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - start))
+    return out
+
+
+def agreement(ranker, reference: list, people: list) -> tuple[list[float], list[int]]:
+    rho, top1 = [], []
+    for (likes, dislikes, candidates), ref in zip(people, reference, strict=True):
+        for a, b in zip(ref, ranker.score(likes, dislikes, candidates), strict=True):
+            rho.append(spearmanr(a, b).statistic)
+            top1.append(int(np.argmax(a) == np.argmax(b)))
+    return rho, top1
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds, split = prepare("ml-latest-small")
+    catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
+    likes, dislikes, candidates = person(split, args.sasrec_dir)
+    model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu")
+    adapters = {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES}
+    eager = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog)
+    swap = attention.swap
+    attention.swap = lambda m, name: m.config._attn_implementation  # this ranker keeps sdpa
+    try:
+        start = time.perf_counter()
+        sdpa = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog, llm.RankerConfig(compile=True))
+        sdpa_s = time.perf_counter() - start
+    finally:
+        attention.swap = swap
+    start = time.perf_counter()
+    blocks = llm.LetterRanker(model, tokenizer, adapters, catalog, llm.RankerConfig(compile=True))
+    blocks_s = time.perf_counter() - start
+    assert sdpa.compiled and blocks.compiled
+    names = {id(r): llm.base_decoder(r.model).config._attn_implementation for r in (eager, sdpa, blocks)}
+    assert names[id(blocks)] == attention.CHUNKED_ATTENTION and names[id(sdpa)] == names[id(eager)] == "sdpa"
+
+    rankers = [eager, sdpa, blocks]
+    times = interleaved_ms([lambda r=r: r.score(likes, dislikes, candidates) for r in rankers], args.runs)
+    people = other_people(split, args.people, args.seed)
+    reference = [eager.score(*p) for p in people]
+    rows = [("eager, sdpa attention", None), ("compiled, sdpa attention (before)", sdpa_s),
+            ("compiled, query blocks (`recsys.attention`, now)", blocks_s)]
+    lengths = [len(llm.prompt_ids(tokenizer, b)) for b in eager.prompts_for(likes, dislikes, candidates).values()]
+
+    print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`")  # noqa: T201
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "  # noqa: T201
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, dtype {model.dtype}; "
+          f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(f"prompts (pos, neg): {lengths} tokens, template {eager.template}; adapters {args.adapters_dir}; "  # noqa: T201
+          f"{args.runs} timed runs each, in turn; agreement with eager over {len(people)} people "
+          f"(ml-latest-small, 20 random candidates, seed {args.seed})\n")
+    print("| ranking pass (`LetterRanker.score`, both adapters) | p50 ms | p95 ms | built (compiled) in s "  # noqa: T201
+          "| vs eager: Spearman per prompt (median, min) | same top candidate |")
+    print("|---|---|---|---|---|---|")  # noqa: T201
+    for (label, built), ranker, ms in zip(rows, rankers, times, strict=True):
+        if ranker is eager:
+            agree = "(reference) | (reference)"
+        else:
+            rho, top1 = agreement(ranker, reference, people)
+            agree = f"{np.median(rho):.3f}, {np.min(rho):.3f} | {sum(top1)} of {len(top1)}"
+        print(f"| {label} | {np.percentile(ms, 50):.0f} | {np.percentile(ms, 95):.0f} | "  # noqa: T201
+              f"{'' if built is None else f'{built:.0f}'} | {agree} |")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--people", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    return add_model_args(p)
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())
