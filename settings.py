@@ -34,8 +34,8 @@ class Settings(BaseSettings):
     # the model's dtype on a CPU: "auto" = bfloat16 where the CPU has native bf16 (2.5x faster there), else float32;
     # "float32" keeps the adapters' small score margins exact (docs/BENCHMARKS.md §2, "Session 12")
     cpu_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    # the CPU ranking pass through torch.compile: ~20% faster per click, but the app's start spends ~2 min of
-    # CPU compiling (needs a C++ compiler; falls back to eager without one); docs/BENCHMARKS.md §2, "Session 13"
+    # the CPU ranking pass through torch.compile: ~20% faster per pass, but the app's start spends ~0.5-4 min of
+    # CPU compiling (needs a C++ compiler; falls back to eager without one); docs/BENCHMARKS.md §2, "Sessions 13, 26"
     compile: bool = False
     alpha: float = Field(0.6, ge=0.0, le=1.0)
     n_candidates: int = Field(20, ge=2, le=26)

@@ -84,13 +84,22 @@ def main(args: argparse.Namespace) -> None:
     names = {id(r): llm.base_decoder(r.model).config._attn_implementation for r in (eager, sdpa, blocks)}
     assert names[id(blocks)] == attention.CHUNKED_ATTENTION and names[id(sdpa)] == names[id(eager)] == "sdpa"
 
+    # the floor the matrix products alone set: this CPU's bf16 GEMM rate (a prompt's rows by the MLP's up projection)
+    # against 2 FLOP per weight of the decoder layers' Linear modules per token read
+    lengths = [len(llm.prompt_ids(tokenizer, b)) for b in eager.prompts_for(likes, dislikes, candidates).values()]
+    x, w = torch.randn(max(lengths), 576, dtype=model.dtype), torch.randn(1536, 576, dtype=model.dtype)
+    gemm_ms = np.median(interleaved_ms([lambda: x @ w.T], 50)[0])
+    gflops = 2 * max(lengths) * 576 * 1536 / gemm_ms / 1e6
+    weights = sum(m.weight.numel() for name, m in llm.base_decoder(model).layers.named_modules()
+                  if isinstance(m, torch.nn.Linear) and "lora_" not in name)  # the base weights, not the adapters
+    floor_ms = 2 * weights * sum(lengths) / gflops / 1e6
+
     rankers = [eager, sdpa, blocks]
     times = interleaved_ms([lambda r=r: r.score(likes, dislikes, candidates) for r in rankers], args.runs)
     people = other_people(split, args.people, args.seed)
     reference = [eager.score(*p) for p in people]
     rows = [("eager, sdpa attention", None), ("compiled, sdpa attention (before)", sdpa_s),
             ("compiled, query blocks (`recsys.attention`, now)", blocks_s)]
-    lengths = [len(llm.prompt_ids(tokenizer, b)) for b in eager.prompts_for(likes, dislikes, candidates).values()]
 
     print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`")  # noqa: T201
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "  # noqa: T201
@@ -110,6 +119,9 @@ def main(args: argparse.Namespace) -> None:
             agree = f"{np.median(rho):.3f}, {np.min(rho):.3f} | {sum(top1)} of {len(top1)}"
         print(f"| {label} | {np.percentile(ms, 50):.0f} | {np.percentile(ms, 95):.0f} | "  # noqa: T201
               f"{'' if built is None else f'{built:.0f}'} | {agree} |")
+    print(f"\nbf16 GEMM ({max(lengths)}×576 by 576×1536): {gflops:.0f} GFLOP/s; the decoder layers' Linear weights: "  # noqa: T201
+          f"{weights / 1e6:.1f} M, so the {sum(lengths)} tokens read need {2 * weights * sum(lengths) / 1e9:.0f} GFLOP of "
+          f"matrix products alone: **{floor_ms:.0f} ms** at that rate.")
 
 
 def make_parser() -> argparse.ArgumentParser:
