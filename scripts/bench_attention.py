@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_llm_latency import add_model_args, person  # noqa: E402
-from probe_cpu_speed import other_people  # noqa: E402
+from probe_cpu_speed import interleaved_times, other_people  # noqa: E402
 
 from recsys import attention, llm  # noqa: E402
 from recsys.catalog import Catalog  # noqa: E402
@@ -39,16 +39,7 @@ from recsys.data import mean_ratings, prepare  # noqa: E402
 
 def interleaved_ms(fns: list, runs: int, warmup: int = 2) -> list[list[float]]:
     """Milliseconds of each of ``fns`` per call, called in turn ``runs`` times after ``warmup`` rounds."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    out: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for times, fn in zip(out, fns, strict=True):
-            start = time.perf_counter()
-            fn()
-            times.append(1000 * (time.perf_counter() - start))
-    return out
+    return [[1000 * t for t in times] for times in interleaved_times(fns, runs, warmup)]
 
 
 def agreement(ranker, reference: list, people: list) -> tuple[list[float], list[int]]:

@@ -50,15 +50,21 @@ def median_s(fn: Callable[[], object], runs: int) -> float:
 def interleaved(fns: list[Callable[[], object]], runs: int) -> list[float]:
     """Median seconds of each of ``fns``, called in turn ``runs`` times (after one warm-up each), so a
     noisy machine slows every variant alike."""
-    for fn in fns:
-        fn()
+    return [statistics.median(t) for t in interleaved_times(fns, runs)]
+
+
+def interleaved_times(fns: list[Callable[[], object]], runs: int, warmup: int = 1) -> list[list[float]]:
+    """Seconds of every call of each of ``fns``, called in turn ``runs`` times after ``warmup`` rounds."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
     out: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
         for times, fn in zip(out, fns, strict=True):
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in out]
+    return out
 
 
 def other_people(split, n: int, seed: int) -> list[tuple[list[int], list[int], list[int]]]:
