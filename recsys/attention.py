@@ -5,7 +5,7 @@ On a 2-core CPU, PyTorch's fused attention kernel (``scaled_dot_product_attentio
 its causal half is ~0.23 GFLOP per layer (a few hundred microseconds at the ~400 GFLOP/s this CPU's bf16
 matrix products reach). Written as plain matrix products and a float32 softmax that inductor fuses, with
 the queries split in two blocks so that the first half never multiplies the keys it may not see (75% of
-the full square's work), the same attention takes ~3.1 ms, and the whole compiled pass ~14% less
+the full square's work), the same attention takes ~3.1 ms, and the whole compiled pass 10–14% less
 (docs/BENCHMARKS.md §2, "Session 26"). Uncompiled it is no faster than the fused kernel (the
 mask and softmax then make their own passes over memory), so only ``CompiledAnswerPass`` uses it.
 

@@ -408,7 +408,7 @@ class CompiledAnswerPass:
     Outside a call the hooks change nothing. Compiling a graph takes ~1 min of a 2-core CPU (the
     ranker warms both adapters up when it is built), and inductor's fused kernels round bfloat16
     differently from eager (docs/BENCHMARKS.md §2, "Session 13"). While it exists the model's attention is
-    ``recsys.attention``'s (the prompt's queries in two blocks, which inductor fuses: ~14% less time per pass,
+    ``recsys.attention``'s (the prompt's queries in two blocks, which inductor fuses: 10–14% less time per pass,
     "Session 26"; equal to sdpa's up to rounding, also in the model's eager calls); ``close`` restores its own.
     """
 
@@ -418,7 +418,7 @@ class CompiledAnswerPass:
         self.at: tuple[tuple[int, str | None], ...] = ()  # during a call: (offset from the end, adapter) per answer
         self._hooks = [m.register_forward_hook(self._add_at_answers) for m in self.layers]
         decoder = base_decoder(model)
-        attention.register()  # the prompt's queries in two blocks: ~14% less time compiled (recsys/attention.py)
+        attention.register()  # the prompt's queries in two blocks: 10–14% less time compiled (recsys/attention.py)
         self._attention = attention.swap(decoder, attention.CHUNKED_ATTENTION)
         self.decoder = torch.compile(decoder, dynamic=True, backend=backend)
 

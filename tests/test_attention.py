@@ -61,15 +61,20 @@ def test_anything_but_an_unpadded_causal_prompt_goes_to_sdpa(monkeypatch):
     assert attention.chunked_causal_attention(LAYER, q, k, v, None)[0] != "sdpa"
 
 
-def test_a_model_runs_it_and_gets_its_own_back(smol_tokenizer):  # noqa: F811
-    """Swapped into a (tiny, float64) Llama: the same logits as its sdpa, and swapping back restores it."""
+def test_a_model_runs_it_and_gets_its_own_back(smol_tokenizer, monkeypatch):  # noqa: F811
+    """Swapped into a (tiny, float64) Llama: the same logits as its sdpa, computed by the blocks (an unpadded prompt
+    gets no mask, so nothing falls back to sdpa), and swapping back restores the model's own attention."""
+    import transformers.integrations.sdpa_attention as sdpa
+
     model = make_tiny_model(len(smol_tokenizer)).double()
     ids = torch.randint(0, len(smol_tokenizer), (1, 23), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         want = model(input_ids=ids).logits
         attention.register()
         before = attention.swap(model, attention.CHUNKED_ATTENTION)
-        got = model(input_ids=ids).logits
+        with monkeypatch.context() as patch:
+            patch.setattr(sdpa, "sdpa_attention_forward", lambda *a, **kw: pytest.fail("fell back to sdpa"))
+            got = model(input_ids=ids).logits
         assert attention.swap(model, before) == attention.CHUNKED_ATTENTION
     assert model.config._attn_implementation == before == "sdpa"
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
