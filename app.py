@@ -81,10 +81,11 @@ def load_ranker(settings: Settings, catalog: Catalog) -> tuple[PreferenceRanker 
 
         on_cpu = resolve_device(settings.device) == "cpu"
         dtype = getattr(torch, settings.cpu_dtype) if on_cpu and settings.cpu_dtype != "auto" else None
-        if settings.compile:  # inductor's compiled kernels beside the other caches: a later start reuses them
+        if settings.compile or settings.compile_attention:  # inductor's kernels beside the other caches: reused later
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(settings.cache_dir).resolve() / "inductor"))
-        ranker = load_letter_ranker(settings.base_model, settings.cache_dir, adapters_dir, catalog,
-                                    RankerConfig(compile=settings.compile), device=settings.device, dtype=dtype)
+        config = RankerConfig(compile=settings.compile, compile_attention=settings.compile_attention)
+        ranker = load_letter_ranker(settings.base_model, settings.cache_dir, adapters_dir, catalog, config,
+                                    device=settings.device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - any failure here must leave a working retriever-only app
         log.warning("preference models unavailable: %s", exc)
         return None, {}, f"{UNAVAILABLE} ({type(exc).__name__}: {str(exc)[:160]})"

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # the CPU ranking pass through torch.compile: ~20% faster per pass, but the app's start spends ~0.5-4 min of
     # CPU compiling (needs a C++ compiler; falls back to eager without one); docs/BENCHMARKS.md §2, "Sessions 13, 26"
     compile: bool = False
+    # without ``compile``: only the attention through torch.compile, ~10% faster per pass for ~10-20 s of compiling
+    # in the background at start (the retriever's lists show meanwhile); falls back to PyTorch's attention where
+    # compiling fails (recsys/attention.py; docs/BENCHMARKS.md §2, "Session 26")
+    compile_attention: bool = True
     alpha: float = Field(0.6, ge=0.0, le=1.0)
     n_candidates: int = Field(20, ge=2, le=26)
     k: int = Field(10, ge=1, le=20)

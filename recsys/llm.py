@@ -101,6 +101,9 @@ class RankerConfig:
     # CPU, answer-scoped adapters (or none): the ranking pass through torch.compile (CompiledAnswerPass);
     # building the ranker then compiles a graph per adapter, ~1 min each on a 2-core CPU
     compile: bool = False
+    # CPU, without ``compile``: only the attention through torch.compile (recsys/attention.py: the prompt's queries in
+    # two blocks), ~10 s at build, ~10% less time per pass; falls back to sdpa where compiling fails
+    compile_attention: bool = False
     compile_backend: str = "inductor"  # torch.compile's backend ("eager" in the tests: tracing without codegen)
 
     def __post_init__(self) -> None:
@@ -651,6 +654,24 @@ class LetterRanker:
             if meta.get("letter_bias"):
                 self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
         self._compiled = self._compile() if self.config.compile else None
+        self.attention = base_decoder(self.model).config._attn_implementation
+        if self.config.compile_attention and self._compiled is None and self.device.type == "cpu":
+            self.attention = self._compile_attention()
+
+    def _compile_attention(self) -> str:
+        """Swap in ``recsys.attention``'s blocks compiled alone and warm them up on a content-free prompt; the
+        attention the model runs afterwards (its own, with a warning, where compiling fails)."""
+        decoder = base_decoder(self.model)
+        own = decoder.config._attn_implementation
+        warm = prompt_ids(self.tokenizer, prompts.content_free("pos", 20, template=self.templates["pos"]))
+        try:
+            attention.swap(decoder, attention.compile_blocks(self.config.compile_backend))
+            with torch.inference_mode(), adapters_off(self.model):
+                decoder(input_ids=torch.tensor([warm], device=self.device))
+        except Exception as exc:  # noqa: BLE001 - a compiler missing or failing must leave the plain attention
+            log.warning("compiling the attention failed (%s: %s); using %s", type(exc).__name__, str(exc)[:200], own)
+            attention.swap(decoder, own)
+        return decoder.config._attn_implementation
 
     def _compile(self) -> CompiledAnswerPass | None:
         """The compiled CPU pass, warmed up on a content-free prompt under each adapter; None (with a warning)

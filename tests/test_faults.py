@@ -146,19 +146,24 @@ def test_the_cpu_dtype_setting_reaches_the_model(settings, toy_catalog, monkeypa
     assert seen["dtype"] == (getattr(torch, want) if want else None)  # on a GPU the setting does not apply
 
 
-@pytest.mark.parametrize("compile_pass", [False, True])
-def test_the_compile_setting_reaches_the_ranker(settings, toy_catalog, monkeypatch, tmp_path, compile_pass):
+@pytest.mark.parametrize(("compile_pass", "compile_attention"), [(False, False), (True, False), (False, True)])
+def test_the_compile_settings_reach_the_ranker(settings, toy_catalog, monkeypatch, tmp_path, compile_pass,
+                                              compile_attention):
     import recsys.llm
 
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    assert defaults["compile_attention"] and not defaults["compile"]  # the app's defaults: the attention alone
     seen = []
     monkeypatch.setattr(recsys.llm, "load_ranker", lambda *args, **kwargs: seen.append(args[4]) or 1 / 0)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # records the real value, restored after the test
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
-    chosen = settings.model_copy(update={"use_llm": True, "compile": compile_pass, "cache_dir": tmp_path})
+    chosen = settings.model_copy(update={"use_llm": True, "compile": compile_pass,
+                                         "compile_attention": compile_attention, "cache_dir": tmp_path})
     assert app.load_ranker(chosen, toy_catalog)[0] is None  # the ZeroDivisionError leaves a retriever-only app
-    assert seen[0].compile is compile_pass
+    assert seen[0].compile is compile_pass and seen[0].compile_attention is compile_attention
     # compiled kernels are cached beside the other caches, so a later start reuses them
-    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == (str(tmp_path.resolve() / "inductor") if compile_pass else None)
+    compiled = compile_pass or compile_attention
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == (str(tmp_path.resolve() / "inductor") if compiled else None)
 
 
 def test_ranker_that_fails_to_load_leaves_retriever_only(settings, toy_catalog, tmp_path):

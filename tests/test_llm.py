@@ -399,6 +399,34 @@ def test_the_compiled_pass_packs_a_shared_prompt(tiny_model, smol_tokenizer, toy
     assert counters["stats"]["unique_graphs"] == warmed  # new prompt lengths: no new graph
 
 
+def test_the_attention_compiled_alone_scores_as_eager(tiny_model, smol_tokenizer, toy_catalog, lora_dirs, caplog,
+                                                     monkeypatch):
+    """RankerConfig.compile_attention: an eager ranker whose attention is recsys.attention's blocks compiled alone
+    (dynamo's "eager" backend here): the plain ranker's scores, every prompt through the blocks (sdpa is never
+    called), and where compiling fails the model keeps its own attention, with a warning."""
+    import transformers.integrations.sdpa_attention as sdpa
+
+    from recsys import attention
+
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v7"] * 2)
+    plain = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    torch._dynamo.reset()
+    config = llm.RankerConfig(compile_attention=True, compile_backend="eager")
+    fast = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog, config)
+    assert plain.attention == "sdpa" and fast.attention == attention.COMPILED_ATTENTION and not fast.compiled
+    people = [(LIKES, DISLIKES, CANDIDATES), (LIKES[:1], DISLIKES[:1], CANDIDATES[:7])]
+    want = [plain.score(*person) for person in people]
+    with monkeypatch.context() as patch:
+        patch.setattr(sdpa, "sdpa_attention_forward", lambda *a, **kw: pytest.fail("fell back to sdpa"))
+        for person, scores in zip(people, want, strict=True):
+            for got, expected in zip(fast.score(*person), scores, strict=True):
+                np.testing.assert_allclose(got, expected, atol=1e-4)
+    broken = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog,
+                              llm.RankerConfig(compile_attention=True, compile_backend="no-such-backend"))
+    assert broken.attention == "sdpa" and "compiling the attention failed" in caplog.text
+    np.testing.assert_allclose(broken.score(LIKES, DISLIKES, CANDIDATES)[0], want[0][0], atol=1e-5)
+
+
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
 @pytest.mark.parametrize("template", ["letters-v5", "letters-v9"])  # each prompt alone; one packed row (shared)
 def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tokenizer, toy_catalog, lora_dirs,
