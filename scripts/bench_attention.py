@@ -1,13 +1,15 @@
-"""The compiled CPU ranking pass with recsys.attention's query blocks vs transformers' sdpa attention.
+"""The CPU ranking pass with recsys.attention's query blocks vs transformers' sdpa attention.
 
-Three rankers over the shipped adapters, each on its own copy of the base model: eager (sdpa; the
-reference scores), compiled with sdpa (what ``RECSYS_COMPILE`` ran before session 26) and compiled with
-``recsys.attention`` (what it runs now). Timed in turn on ``bench_llm_latency.person`` (so the machine's
-noise hits them alike), and both compiled rankers' scores compared with the eager ones on ``--people``
+Four rankers over the shipped adapters, each on its own copy of the base model: eager (sdpa; the
+reference scores), eager with the blocks compiled alone (``RankerConfig.compile_attention``, the app's
+default since session 26), compiled whole with sdpa (what ``RECSYS_COMPILE`` ran before session 26) and
+compiled whole with the blocks (what it runs now). Timed in turn on ``bench_llm_latency.person`` (so the machine's
+noise hits them alike), and the other rankers' scores compared with the eager ones on ``--people``
 other people (Spearman per prompt, same top candidate): the blocks must agree with eager as closely as
 the compiled sdpa pass does. Prints a markdown table with the command, machine and date.
 
     python scripts/bench_attention.py --runs 20 --people 16 --threads 2
+    python scripts/bench_attention.py --runs 20 --people 16 --threads 2 --no-whole   # the app's default alone
 """
 
 from __future__ import annotations
@@ -60,20 +62,30 @@ def main(args: argparse.Namespace) -> None:
     model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu")
     adapters = {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES}
     eager = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog)
-    swap = attention.swap
-    attention.swap = lambda m, name: m.config._attn_implementation  # this ranker keeps sdpa
-    try:
-        start = time.perf_counter()
-        sdpa = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog, llm.RankerConfig(compile=True))
-        sdpa_s = time.perf_counter() - start
-    finally:
-        attention.swap = swap
     start = time.perf_counter()
-    blocks = llm.LetterRanker(model, tokenizer, adapters, catalog, llm.RankerConfig(compile=True))
-    blocks_s = time.perf_counter() - start
-    assert sdpa.compiled and blocks.compiled
-    names = {id(r): llm.base_decoder(r.model).config._attn_implementation for r in (eager, sdpa, blocks)}
-    assert names[id(blocks)] == attention.CHUNKED_ATTENTION and names[id(sdpa)] == names[id(eager)] == "sdpa"
+    alone = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog, llm.RankerConfig(compile_attention=True))
+    alone_s = time.perf_counter() - start
+    assert alone.attention == attention.COMPILED_ATTENTION and eager.attention == "sdpa"
+    rankers = [eager, alone]
+    rows = [("eager, sdpa attention (the app's default before)", None),
+            ("eager, query blocks compiled alone (`compile_attention`, the app's default now)", alone_s)]
+    if not args.no_whole:  # in the same process these made the blocks compiled alone as slow as sdpa (session 26)
+        swap = attention.swap
+        attention.swap = lambda m, name: m.config._attn_implementation  # this ranker keeps sdpa
+        try:
+            start = time.perf_counter()
+            sdpa = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog, llm.RankerConfig(compile=True))
+            sdpa_s = time.perf_counter() - start
+        finally:
+            attention.swap = swap
+        start = time.perf_counter()
+        blocks = llm.LetterRanker(model, tokenizer, adapters, catalog, llm.RankerConfig(compile=True))
+        blocks_s = time.perf_counter() - start
+        assert sdpa.compiled and blocks.compiled and sdpa.attention == "sdpa"
+        assert blocks.attention == attention.CHUNKED_ATTENTION
+        rankers += [sdpa, blocks]
+        rows += [("compiled whole, sdpa attention (`RECSYS_COMPILE` before)", sdpa_s),
+                 ("compiled whole, query blocks (`recsys.attention`, `RECSYS_COMPILE` now)", blocks_s)]
 
     # the floor the matrix products alone set: this CPU's bf16 GEMM rate (a prompt's rows by the MLP's up projection)
     # against 2 FLOP per weight of the decoder layers' Linear modules per token read
@@ -85,12 +97,9 @@ def main(args: argparse.Namespace) -> None:
                   if isinstance(m, torch.nn.Linear) and "lora_" not in name)  # the base weights, not the adapters
     floor_ms = 2 * weights * sum(lengths) / gflops / 1e6
 
-    rankers = [eager, sdpa, blocks]
     times = interleaved_ms([lambda r=r: r.score(likes, dislikes, candidates) for r in rankers], args.runs)
     people = other_people(split, args.people, args.seed)
     reference = [eager.score(*p) for p in people]
-    rows = [("eager, sdpa attention", None), ("compiled, sdpa attention (before)", sdpa_s),
-            ("compiled, query blocks (`recsys.attention`, now)", blocks_s)]
 
     print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`")  # noqa: T201
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "  # noqa: T201
@@ -121,6 +130,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--people", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-whole", action="store_true",
+                   help="only the two eager rankers: no model compiled whole in the same process")
     return add_model_args(p)
 
 
