@@ -78,3 +78,27 @@ def test_a_model_runs_it_and_gets_its_own_back(smol_tokenizer, monkeypatch):  # 
         assert attention.swap(model, before) == attention.CHUNKED_ATTENTION
     assert model.config._attn_implementation == before == "sdpa"
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_a_compiled_attention_that_fails_later_runs_the_blocks_uncompiled(monkeypatch, caplog):
+    """A compile that breaks on a later call (e.g. a new shape) costs that call nothing: the blocks run uncompiled,
+    and the compiled function is not tried again."""
+    from transformers import AttentionInterface
+
+    tries = []
+
+    def failing(*args, **kwargs):
+        tries.append(1)
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: failing)
+    # the registration below is global: restored after the test
+    monkeypatch.setitem(AttentionInterface._global_mapping, attention.COMPILED_ATTENTION, None)
+    name = attention.compile_blocks("inductor")
+    attend = AttentionInterface()[name]
+    q, k, v = qkv(9)
+    want, _ = sdpa_attention_forward(LAYER, q, k, v, None, scaling=0.3)
+    for _ in range(2):
+        got, _ = attend(LAYER, q, k, v, None, scaling=0.3)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert len(tries) == 1 and "running it uncompiled" in caplog.text
