@@ -443,6 +443,22 @@ def test_the_inductor_compiled_pass_scores_as_the_eager_one(tiny_model, smol_tok
             np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")
+def test_the_attention_compiled_by_inductor_scores_as_eager(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
+    """The app's default (RankerConfig.compile_attention) with the real backend: the eager ranker's scores."""
+    from recsys import attention
+
+    set_scope(lora_dirs, ["answer", "answer"], ["letters-v5"] * 2)
+    eager = llm.LetterRanker(copy.deepcopy(tiny_model), smol_tokenizer, lora_dirs, toy_catalog)
+    fast = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog,
+                            llm.RankerConfig(compile_attention=True))
+    assert fast.attention == attention.COMPILED_ATTENTION
+    for likes, dislikes in ((LIKES, DISLIKES), (LIKES[:2], DISLIKES[:1])):
+        for got, want in zip(fast.score(likes, dislikes, CANDIDATES), eager.score(likes, dislikes, CANDIDATES),
+                             strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_generate_ranking_generates_text_for_both_tasks(tiny_model, smol_tokenizer, toy_catalog, lora_dirs):
     ranker = llm.LetterRanker(tiny_model, smol_tokenizer, lora_dirs, toy_catalog)
     out = ranker.generate_ranking(LIKES, DISLIKES, CANDIDATES, n=2, max_new_tokens=3)
