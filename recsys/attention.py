@@ -91,20 +91,22 @@ answers: (B, H, T, D) queries, (B, G, T, D) keys and values in; (B, T, H, D) out
 
 def register() -> None:
     """Make ``CHUNKED_ATTENTION`` a name transformers models accept (idempotent)."""
+    _register(CHUNKED_ATTENTION, chunked_causal_attention)
+
+
+def _register(name: str, function: Callable[..., tuple[torch.Tensor, None]]) -> None:
+    """``function`` as transformers attention ``name``, its masks built as for sdpa (none for an unpadded prompt)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(CHUNKED_ATTENTION, chunked_causal_attention)
-    AttentionMaskInterface.register(CHUNKED_ATTENTION, sdpa_mask)
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, sdpa_mask)
 
 
 def compile_blocks(backend: str = "inductor") -> str:
     """Register ``COMPILED_ATTENTION``: ``causal_blocks`` through torch.compile alone (one small graph, the prompt
     length symbolic; ~10 s of a 2-core CPU on its first call) for a model that otherwise runs eagerly. Returns
     the name to ``swap`` in."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     compiled = torch.compile(causal_blocks, dynamic=True, backend=backend)
     broken: list[Exception] = []
 
@@ -118,8 +120,7 @@ def compile_blocks(backend: str = "inductor") -> str:
                             str(exc)[:200])
         return causal_blocks(query, key, value, scale)
 
-    AttentionInterface.register(COMPILED_ATTENTION, _attention_function(blocks))
-    AttentionMaskInterface.register(COMPILED_ATTENTION, sdpa_mask)
+    _register(COMPILED_ATTENTION, _attention_function(blocks))
     return COMPILED_ATTENTION
 
 

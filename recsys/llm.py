@@ -654,13 +654,17 @@ class LetterRanker:
             if meta.get("letter_bias"):
                 self._bias[(name, name, len(meta["letter_bias"]))] = np.asarray(meta["letter_bias"], np.float32)
         self._compiled = self._compile() if self.config.compile else None
-        self.attention = base_decoder(self.model).config._attn_implementation
         if self.config.compile_attention and self._compiled is None and self.device.type == "cpu":
-            self.attention = self._compile_attention()
+            self._compile_attention()
 
-    def _compile_attention(self) -> str:
-        """Swap in ``recsys.attention``'s blocks compiled alone and warm them up on a content-free prompt; the
-        attention the model runs afterwards (its own, with a warning, where compiling fails)."""
+    @property
+    def attention(self) -> str:
+        """The attention function the model runs: "sdpa", or one of ``recsys.attention``'s."""
+        return base_decoder(self.model).config._attn_implementation
+
+    def _compile_attention(self) -> None:
+        """Swap in ``recsys.attention``'s blocks compiled alone and warm them up on a content-free prompt (the
+        model keeps its own attention, with a warning, where compiling fails)."""
         decoder = base_decoder(self.model)
         own = decoder.config._attn_implementation
         warm = prompt_ids(self.tokenizer, prompts.content_free("pos", 20, template=self.templates["pos"]))
@@ -671,7 +675,6 @@ class LetterRanker:
         except Exception as exc:  # noqa: BLE001 - a compiler missing or failing must leave the plain attention
             log.warning("compiling the attention failed (%s: %s); using %s", type(exc).__name__, str(exc)[:200], own)
             attention.swap(decoder, own)
-        return decoder.config._attn_implementation
 
     def _compile(self) -> CompiledAnswerPass | None:
         """The compiled CPU pass, warmed up on a content-free prompt under each adapter; None (with a warning)
