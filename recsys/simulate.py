@@ -55,6 +55,7 @@ from recsys.sim import report
 from recsys.sim.metrics import mean_ci
 from recsys.sim.person import Person, PersonConfig, burst_genre, burst_items, start_person, with_burst
 from recsys.sim.session import (
+    BlendedNegRanker,
     CombinedRanker,
     Condition,
     EmbeddingNegRanker,
@@ -98,6 +99,8 @@ class SimConfig:
     device: str = "auto"
     batch_size: int = 32  # prompts per LLM pass in the lockstep rounds (one per pass on the CPU anyway)
     compile: bool = False  # the compiled CPU ranking pass (recsys.llm.RankerConfig.compile), as RECSYS_COMPILE
+    # one more LLM condition: the negative adapter's scores averaged with the rating baseline's (BlendedNegRanker)
+    blend_neg: bool = False
 
 
 # ---------------------------------------------------------------------------------------- checkpoints
@@ -310,7 +313,7 @@ def choose_alpha(make: Callable[[float], Condition], people, genres, pcfg: Perso
 
 def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int], llm: PreferenceRanker | None,
                emb: PreferenceRanker, alphas: Mapping[str, float], bound_alphas: Sequence[float] = (DEFAULT_ALPHA,),
-               rated: PreferenceRanker | None = None) -> list[Condition]:
+               rated: PreferenceRanker | None = None, blend_neg: bool = False) -> list[Condition]:
     """Every condition of the run, in table order (see the module docstring). A validation-chosen α equal
     to the default is not run twice: the default row says so."""
     rec = lambda ranker: Recommender(catalog, retriever, ranker)  # noqa: E731 - one-line factory
@@ -331,6 +334,9 @@ def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int],
             *fused_pair("SASRec + LLM pos+neg", rec(llm), alphas["llm"]),
             Condition(f"SASRec + LLM pos + emb-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, emb)), DEFAULT_ALPHA),
         ]
+        if blend_neg and rated is not None:
+            out.append(Condition(f"SASRec + LLM pos + LLM neg & rating-neg (α={DEFAULT_ALPHA})",
+                                 rec(BlendedNegRanker(llm, rated)), DEFAULT_ALPHA))
     return out
 
 
@@ -373,7 +379,7 @@ def run(cfg: SimConfig, checkpoint: Path | None = None) -> dict[str, Any]:
     if llm is not None:
         alphas["llm"], grids["llm"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, llm), a),
                                                    val_people, genres, pcfg, cfg, "LLM pos+neg", ck)
-    conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas, rated)
+    conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas, rated, cfg.blend_neg)
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for scenario in cfg.scenarios:
         people = make_people(rs, test, scenario, sasrec, popular, genres, pcfg, cfg.k)
@@ -440,6 +446,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=d.device)
     p.add_argument("--compile", action="store_true", help="the compiled CPU ranking pass (RECSYS_COMPILE)")
+    p.add_argument("--blend-neg", action="store_true",
+                   help="one more LLM condition: the negative adapter's scores averaged with the rating baseline's")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="prompts per LLM pass: people are ranked in lockstep, their questions batched (GPU)")
     p.add_argument("--plot", type=Path, nargs="+", default=None, help="only redraw: the plot from these result JSONs and their .md tables")
@@ -471,7 +479,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                    bound_alphas=tuple(args.bound_alphas),
                    scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
                    also_exclude=tuple(args.also_exclude),
-                   out_dir=args.out_dir, device=args.device, batch_size=args.batch_size, compile=args.compile)
+                   out_dir=args.out_dir, device=args.device, batch_size=args.batch_size, compile=args.compile,
+                   blend_neg=args.blend_neg)
 
 
 if __name__ == "__main__":

@@ -159,6 +159,22 @@ def test_rating_neg_ranker_pushes_low_rated_movies_down():
     assert ranker.score([10], [], [20]) == (None, None)
 
 
+def test_blended_neg_ranker_averages_both_negs_standardised_and_keeps_the_rankers_pos(toy_catalog):
+    from recsys.sim.session import BlendedNegRanker
+
+    fake = FakeRanker(toy_catalog)
+    rated = RatingNegRanker({3: 4.0, 9: 2.0, 12: 3.0})
+    pos, neg = BlendedNegRanker(fake, rated).score([6], [1], [3, 9, 12])
+    fake_pos, fake_neg = fake.score([6], [1], [3, 9, 12])
+    assert pos == pytest.approx(fake_pos)
+    z = lambda v: (np.asarray(v) - np.mean(v)) / np.std(v)  # noqa: E731
+    assert neg == pytest.approx((z(fake_neg) + z([-4.0, -2.0, -3.0])) / 2, abs=1e-6)
+    # the rating alone where the ranker gives no neg, and no neg at all without dislikes
+    flat = BlendedNegRanker(SidesRanker(fake, neg=False), rated).score([6], [1], [3, 9, 12])[1]
+    assert np.argsort(flat).tolist() == [0, 2, 1]
+    assert BlendedNegRanker(fake, rated).score([6], [], [3, 9, 12])[1] is None
+
+
 def test_cached_and_sided_rankers_return_what_the_ranker_would(toy_catalog):
     fake = FakeRanker(toy_catalog)
     cached = CachedRanker(fake)
@@ -377,14 +393,15 @@ def _people(toy_catalog) -> list[Person]:
             Person(4, base.heldout, likes=(), dislikes=(), seen=frozenset())]
 
 
-@pytest.mark.parametrize("wrap", ["cached", "pos-only", "pos + another neg"])
+@pytest.mark.parametrize("wrap", ["cached", "pos-only", "pos + another neg", "blended neg"])
 def test_lockstep_sessions_batch_the_ranker_and_show_what_one_session_per_person_shows(toy_catalog, wrap):
-    from recsys.sim.session import CombinedRanker, run_sessions
+    from recsys.sim.session import BlendedNegRanker, CombinedRanker, run_sessions
 
     def condition(ranker):
         cached = CachedRanker(ranker)
         wrapped = {"cached": cached, "pos-only": SidesRanker(cached, neg=False),
-                   "pos + another neg": CombinedRanker(cached, FakeRanker(toy_catalog))}[wrap]
+                   "pos + another neg": CombinedRanker(cached, FakeRanker(toy_catalog)),
+                   "blended neg": BlendedNegRanker(cached, RatingNegRanker({1: 2.0, 3: 4.5}))}[wrap]
         return Condition("c", Recommender(toy_catalog, FakeRetriever(toy_catalog), wrapped, config=PipelineConfig(k=4)))
 
     people = _people(toy_catalog)
@@ -393,7 +410,8 @@ def test_lockstep_sessions_batch_the_ranker_and_show_what_one_session_per_person
     together = run_sessions(condition(ranker), people, PersonConfig(), rounds=3, k=4, progress=done.append)
     assert [[r.shown for r in s] for s in together] == [[r.shown for r in s] for s in alone]
     assert ranker.single == 0 and len(ranker.batches) == 3  # one batch per round, nobody asked alone
-    assert ranker.batches[0] == (3 if wrap == "cached" else 2)  # person 4 has no history; pos-only skips person 3
+    # person 4 has no history; pos-only skips person 3
+    assert ranker.batches[0] == (3 if wrap in ("cached", "blended neg") else 2)
     assert done == [4, 4, 4]
 
 

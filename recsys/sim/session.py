@@ -11,6 +11,8 @@ Also the parts a condition needs that are not the LLM:
 - ``OracleNegRanker``: knows which candidates the person would 👎 (an upper bound, not a model), and
   ``GenreOracleNegRanker``: knows the genre they burst-disliked (the same for "no more horror");
 - ``SidesRanker``: a ranker with one side switched off (e.g. SASRec + positive adapter only);
+- ``BlendedNegRanker``: one ranker's pos, and a neg that averages two rankers' neg scores, each standardised within
+  the list (the negative adapter beside the catalog's mean rating it reads poorly: docs/BENCHMARKS.md §5);
 The conditions share one ``recsys.memo.CachedRanker`` per model, so conditions that ask the LLM the
 same question (round 1 of every LLM condition, the α grid) pay for it once.
 Not for: choosing users, aggregating or reporting (recsys/simulate.py).
@@ -244,3 +246,27 @@ class CombinedRanker:
     def prefetch(self, queries: Sequence[tuple], batch_size: int = 32) -> None:
         prefetch(self.pos_ranker, [(lk, (), c) for lk, _, c in queries if lk], batch_size)
         prefetch(self.neg_ranker, [((), dk, c) for _, dk, c in queries if dk], batch_size)
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Scores as z-scores within one list (all zeros when they do not vary)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    sd = scores.std()
+    return np.zeros_like(scores) if sd == 0 else (scores - scores.mean()) / sd
+
+
+class BlendedNegRanker:
+    """pos from ``ranker``; neg the mean of ``ranker``'s and ``other``'s neg, each standardised within the list
+    (either alone where the other has none). A fixed equal-weight blend: nothing is fitted."""
+
+    def __init__(self, ranker: PreferenceRanker, other: PreferenceRanker):
+        self.ranker, self.other = ranker, other
+
+    def score(self, likes: Sequence[int], dislikes: Sequence[int], candidates: Sequence[int]) -> Scores:
+        pos, neg = self.ranker.score(likes, dislikes, candidates)
+        other = self.other.score((), dislikes, candidates)[1] if dislikes else None
+        parts = [standardised(n) for n in (neg, other) if n is not None]
+        return pos, (np.mean(parts, axis=0).astype(np.float32) if parts else None)
+
+    def prefetch(self, queries: Sequence[tuple], batch_size: int = 32) -> None:
+        prefetch(self.ranker, queries, batch_size)
