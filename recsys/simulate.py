@@ -99,7 +99,8 @@ class SimConfig:
     device: str = "auto"
     batch_size: int = 32  # prompts per LLM pass in the lockstep rounds (one per pass on the CPU anyway)
     compile: bool = False  # the compiled CPU ranking pass (recsys.llm.RankerConfig.compile), as RECSYS_COMPILE
-    # one more LLM condition: the negative adapter's scores averaged with the rating baseline's (BlendedNegRanker)
+    # two more LLM conditions: the negative adapter's scores averaged with the rating baseline's (BlendedNegRanker),
+    # and the rating baseline alone beside the positive adapter
     blend_neg: bool = False
 
 
@@ -334,9 +335,11 @@ def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int],
             *fused_pair("SASRec + LLM pos+neg", rec(llm), alphas["llm"]),
             Condition(f"SASRec + LLM pos + emb-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, emb)), DEFAULT_ALPHA),
         ]
-        if blend_neg and rated is not None:
-            out.append(Condition(f"SASRec + LLM pos + LLM neg & rating-neg (α={DEFAULT_ALPHA})",
-                                 rec(BlendedNegRanker(llm, rated)), DEFAULT_ALPHA))
+        if blend_neg and rated is not None:  # the blend, and the rating in the negative adapter's place beside it
+            out += [Condition(f"SASRec + LLM pos + LLM neg & rating-neg (α={DEFAULT_ALPHA})",
+                              rec(BlendedNegRanker(llm, rated)), DEFAULT_ALPHA),
+                    Condition(f"SASRec + LLM pos + rating-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, rated)),
+                              DEFAULT_ALPHA)]
     return out
 
 
@@ -447,7 +450,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device)
     p.add_argument("--compile", action="store_true", help="the compiled CPU ranking pass (RECSYS_COMPILE)")
     p.add_argument("--blend-neg", action="store_true",
-                   help="one more LLM condition: the negative adapter's scores averaged with the rating baseline's")
+                   help="two more LLM conditions: the negative adapter's scores averaged with the rating "
+                        "baseline's, and the rating baseline beside the positive adapter")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="prompts per LLM pass: people are ranked in lockstep, their questions batched (GPU)")
     p.add_argument("--plot", type=Path, nargs="+", default=None, help="only redraw: the plot from these result JSONs and their .md tables")

@@ -476,6 +476,12 @@ def test_the_llm_conditions_are_paired_with_the_rows_they_must_beat():
                                             ("SASRec + LLM pos+neg (α=0.6, val)", "SASRec + rating-neg (α=0.3, val)")]
     assert rows[0][3].startswith("-25%") and rows[1][3].startswith("+50%")  # 3 vs 4 and 3 vs 2 disliked
     assert comparisons_table({**result, "per_user": {"warm": {"SASRec": per["SASRec"]}}}, "warm") == []
+    # simulate --blend-neg: the blend against each of its halves beside the same positive adapter
+    per |= {"SASRec + LLM pos + LLM neg & rating-neg (α=0.6)": cond([2, 2]),
+            "SASRec + LLM pos + rating-neg (α=0.6)": cond([1, 1])}
+    rows = [line.split(" | ") for line in comparisons_table(result, "warm")[2:]]
+    blend = [(r[2], r[3][:4]) for r in rows if r[1].startswith("SASRec + LLM pos + LLM neg & rating-neg")]
+    assert blend == [("SASRec + LLM pos+neg (α=0.6, val)", "-33%"), ("SASRec + LLM pos + rating-neg (α=0.6)", "+100")]
 
 
 def test_the_rounds_table_pairs_round_one_graded_ndcg_with_sasrec():

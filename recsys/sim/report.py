@@ -116,6 +116,12 @@ COMPARISONS = (
      "SASRec + LLM pos + emb-neg ("),
     ("LLM pos+neg vs the embedding baseline alone", "SASRec + LLM pos+neg (", "SASRec + emb-neg ("),
     ("LLM pos+neg vs the rating baseline", "SASRec + LLM pos+neg (", "SASRec + rating-neg ("),
+    # simulate --blend-neg: what each half of the blended negative side adds, beside the same positive adapter
+    ("the rating added to the negative adapter", "SASRec + LLM pos + LLM neg & rating-neg (", "SASRec + LLM pos+neg ("),
+    ("the negative adapter added to the rating", "SASRec + LLM pos + LLM neg & rating-neg (",
+     "SASRec + LLM pos + rating-neg ("),
+    ("the blend vs the embedding baseline, same positive adapter", "SASRec + LLM pos + LLM neg & rating-neg (",
+     "SASRec + LLM pos + emb-neg ("),
 )
 
 
