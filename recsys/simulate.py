@@ -336,8 +336,8 @@ def conditions(catalog: Catalog, retriever: SASRecRetriever, popular: list[int],
             Condition(f"SASRec + LLM pos + emb-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, emb)), DEFAULT_ALPHA),
         ]
         if blend_neg and rated is not None:  # the blend, and the rating in the negative adapter's place beside it
-            out += [Condition(f"SASRec + LLM pos + LLM neg & rating-neg (α={DEFAULT_ALPHA})",
-                              rec(BlendedNegRanker(llm, rated)), DEFAULT_ALPHA),
+            out += [*fused_pair("SASRec + LLM pos + LLM neg & rating-neg", rec(BlendedNegRanker(llm, rated)),
+                                alphas.get("blend", DEFAULT_ALPHA)),
                     Condition(f"SASRec + LLM pos + rating-neg (α={DEFAULT_ALPHA})", rec(CombinedRanker(llm, rated)),
                               DEFAULT_ALPHA)]
     return out
@@ -382,6 +382,10 @@ def run(cfg: SimConfig, checkpoint: Path | None = None) -> dict[str, Any]:
     if llm is not None:
         alphas["llm"], grids["llm"] = choose_alpha(lambda a: Condition("", Recommender(catalog, retriever, llm), a),
                                                    val_people, genres, pcfg, cfg, "LLM pos+neg", ck)
+    if llm is not None and cfg.blend_neg:
+        alphas["blend"], grids["blend"] = choose_alpha(
+            lambda a: Condition("", Recommender(catalog, retriever, BlendedNegRanker(llm, rated)), a),
+            val_people, genres, pcfg, cfg, "LLM pos + LLM neg & rating-neg", ck)
     conds = conditions(catalog, retriever, popular, llm, emb, alphas, cfg.bound_alphas, rated, cfg.blend_neg)
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for scenario in cfg.scenarios:

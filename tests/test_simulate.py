@@ -269,6 +269,20 @@ def test_run_writes_tables_without_adapters(tmp_path, caplog):
     assert md.count("| Δ disliked, 2 rounds, vs SASRec |") == 2  # the burst sessions' like/dislike table too
 
 
+def test_blend_neg_adds_the_blend_at_both_alphas_and_the_rating_beside_the_positive_adapter(toy_catalog):
+    from recsys.simulate import conditions
+
+    retriever, fake = FakeRetriever(toy_catalog), FakeRanker(toy_catalog)
+    emb, rated = RatingNegRanker({1: 2.0}), RatingNegRanker({1: 2.0})
+    alphas = {"emb": 0.6, "rating": 0.6, "llm": 0.6, "blend": 0.4}
+    names = [c.name for c in conditions(toy_catalog, retriever, [1, 2], fake, emb, alphas, rated=rated, blend_neg=True)]
+    assert names[-3:] == ["SASRec + LLM pos + LLM neg & rating-neg (α=0.6)",
+                          "SASRec + LLM pos + LLM neg & rating-neg (α=0.4, val)",
+                          "SASRec + LLM pos + rating-neg (α=0.6)"]
+    without = [c.name for c in conditions(toy_catalog, retriever, [1, 2], fake, emb, alphas, rated=rated)]
+    assert without == names[:-3]
+
+
 def test_people_exclude_adapter_training_users(tmp_path):
     import json
 

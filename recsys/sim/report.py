@@ -251,7 +251,9 @@ def header(result: Mapping[str, Any]) -> list[str]:
         + f" on {len(users['validation'])} other people "
         f"(warm start, mean graded NDCG@10 over rounds): emb-neg α = {result['alpha']['emb']}, "
         + (f"rating-neg α = {result['alpha']['rating']}, " if "rating" in result["alpha"] else "")
-        + f"LLM pos+neg α = {result['alpha']['llm']} ({grid}). {llm}. People excluded as adapter-training users: "
+        + f"LLM pos+neg α = {result['alpha']['llm']}"
+        + (f", LLM pos + LLM neg & rating-neg α = {result['alpha']['blend']}" if "blend" in result["alpha"] else "")
+        + f" ({grid}). {llm}. People excluded as adapter-training users: "
         f"{users['excluded_adapter_users']} ({users['exclusion']}).",
     ]
 
