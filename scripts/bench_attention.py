@@ -44,6 +44,14 @@ def interleaved_ms(fns: list, runs: int, warmup: int = 2) -> list[list[float]]:
     return [[1000 * t for t in times] for times in interleaved_times(fns, runs, warmup)]
 
 
+def print_provenance(details: str = "") -> None:
+    """The command and the machine, as every table's first lines (``details`` ends the machine line)."""
+    print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`")  # noqa: T201
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "  # noqa: T201
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}{details}; "
+          f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
+
+
 def agreement(ranker, reference: list, people: list) -> tuple[list[float], list[int]]:
     rho, top1 = [], []
     for (likes, dislikes, candidates), ref in zip(people, reference, strict=True):
@@ -101,10 +109,7 @@ def main(args: argparse.Namespace) -> None:
     people = other_people(split, args.people, args.seed)
     reference = [eager.score(*p) for p in people]
 
-    print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`")  # noqa: T201
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "  # noqa: T201
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, dtype {model.dtype}; "
-          f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print_provenance(f", dtype {model.dtype}")
     print(f"prompts (pos, neg): {lengths} tokens, template {eager.template}; adapters {args.adapters_dir}; "  # noqa: T201
           f"{args.runs} timed runs each, in turn; agreement with eager over {len(people)} people "
           f"(ml-latest-small, 20 random candidates, seed {args.seed})\n")

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
-import shlex
 import sys
 import types
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -31,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_attention import agreement, interleaved_ms  # noqa: E402
+from bench_attention import agreement, interleaved_ms, print_provenance  # noqa: E402
 from bench_llm_latency import add_model_args, person  # noqa: E402
 from probe_cpu_speed import other_people  # noqa: E402
 
@@ -137,10 +133,7 @@ def main(args: argparse.Namespace) -> None:
     bf16_rate, int8_rate = gemm_rates(max(lengths))
     per_linear = linear_times(max(lengths))
 
-    print(f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`")  # noqa: T201
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "  # noqa: T201
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; "
-          f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print_provenance()
     print(f"prompts (pos, neg): {lengths} tokens; adapters {args.adapters_dir}; {args.runs} timed runs each, in "  # noqa: T201
           f"turn; agreement over {len(people)} people (ml-latest-small, 20 random candidates, seed {args.seed}); "
           f"GEMM ({max(lengths)}×576 by 576×1536): bfloat16 {bf16_rate:.0f} GFLOP/s, int8 {int8_rate:.0f} GOP/s\n")
