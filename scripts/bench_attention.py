@@ -23,6 +23,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,14 +62,28 @@ def agreement(ranker, reference: list, people: list) -> tuple[list[float], list[
     return rho, top1
 
 
-def main(args: argparse.Namespace) -> None:
+class Setup(NamedTuple):
+    split: object
+    catalog: Catalog
+    person: tuple[list[int], list[int], list[int]]  # likes, dislikes, candidates: the one person timed
+    model: torch.nn.Module
+    tokenizer: object
+    adapters: dict[str, Path]
+
+
+def setup(args: argparse.Namespace, dtype: torch.dtype | None = None) -> Setup:
+    """What the ranker benchmarks share: threads, ml-latest-small, the timed person, the base model, the adapters."""
     if args.threads:
         torch.set_num_threads(args.threads)
     ds, split = prepare("ml-latest-small")
     catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
-    likes, dislikes, candidates = person(split, args.sasrec_dir)
-    model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu")
-    adapters = {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES}
+    model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu", dtype)
+    return Setup(split, catalog, person(split, args.sasrec_dir), model, tokenizer,
+                 {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES})
+
+
+def main(args: argparse.Namespace) -> None:
+    split, catalog, (likes, dislikes, candidates), model, tokenizer, adapters = setup(args)
     eager = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog)
     start = time.perf_counter()
     alone = llm.LetterRanker(copy.deepcopy(model), tokenizer, adapters, catalog, llm.RankerConfig(compile_attention=True))

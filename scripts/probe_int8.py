@@ -27,13 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_attention import agreement, interleaved_ms, print_provenance  # noqa: E402
-from bench_llm_latency import add_model_args, person  # noqa: E402
+from bench_attention import agreement, interleaved_ms, print_provenance, setup  # noqa: E402
+from bench_llm_latency import add_model_args  # noqa: E402
 from probe_cpu_speed import other_people  # noqa: E402
 
 from recsys import llm  # noqa: E402
-from recsys.catalog import Catalog  # noqa: E402
-from recsys.data import mean_ratings, prepare  # noqa: E402
 
 ATTENTION_IN = ("q_proj", "k_proj", "v_proj")
 MLP_IN = ("gate_proj", "up_proj")
@@ -105,13 +103,7 @@ def linear_times(tokens: int, runs: int = 50) -> list[tuple[int, int, float, flo
 
 
 def main(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    ds, split = prepare("ml-latest-small")
-    catalog = Catalog(ds.items).with_ratings(mean_ratings(split))
-    likes, dislikes, candidates = person(split, args.sasrec_dir)
-    model, tokenizer = llm.load_base(args.base_model, args.cache_dir, "cpu", torch.bfloat16)
-    adapters = {n: args.adapters_dir / n for n in llm.ADAPTER_NAMES}
+    split, catalog, (likes, dislikes, candidates), model, tokenizer, adapters = setup(args, torch.bfloat16)
     config = llm.RankerConfig(compile_attention=True)
 
     def ranker(base: torch.nn.Module = model) -> llm.LetterRanker:
