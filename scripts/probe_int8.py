@@ -4,7 +4,9 @@ This CPU multiplies int8 matrices (``torch._int_mm``) about twice as fast as bfl
 floor the matrix products set (docs/BENCHMARKS.md §2, "Session 26"). This swaps the decoder layers' base Linear
 modules (the adapters' LoRA terms stay in their own dtype) for W8A8 ones: weights per output channel, activations
 per token, both symmetric absmax to int8, the int32 product rescaled to bfloat16; the quantising and rescaling
-compiled by inductor around ``torch._int_mm``. Rankers are timed in turn on ``bench_llm_latency.person``, and their
+compiled by inductor around ``torch._int_mm``; one variant first divides each input channel by SmoothQuant's factor
+(and multiplies the weight's by it: the same product) read from the unquantised model's passes over another draw of
+people, so that outlier channels stop setting every token's scale. Rankers are timed in turn on ``bench_llm_latency.person``, and their
 scores compared with the bfloat16 ranker's (the app's default: the attention compiled alone) and with a float32
 one's on ``--people`` other people (Spearman per prompt, same top candidate), next to bfloat16's own distance from
 float32. Prints markdown with the command, machine and date.
@@ -39,10 +41,12 @@ ALL = (*ATTENTION_IN, "o_proj", *MLP_IN, "down_proj")
 VARIANTS = {"all": ALL, "mlp-in": MLP_IN, "attention-in + mlp-in": ATTENTION_IN + MLP_IN}
 
 
-def w8a8_matmul(x: torch.Tensor, qweight: torch.Tensor, wscale: torch.Tensor) -> torch.Tensor:
-    """x (M, K) bfloat16 @ the int8 weight (K, N) with per-channel scales: x quantised per row (token)."""
-    scale = x.abs().amax(-1, keepdim=True).float().clamp(min=1e-6) / 127
-    q = torch.round(x.float() / scale).to(torch.int8)
+def w8a8_matmul(x: torch.Tensor, qweight: torch.Tensor, wscale: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
+    """x (M, K) bfloat16 @ the int8 weight (K, N) with per-channel scales: x / ``smooth`` (K,) quantised per row
+    (token); the weight was multiplied by ``smooth`` along K before it was quantised, so the product is x's."""
+    x_s = x.float() / smooth
+    scale = x_s.abs().amax(-1, keepdim=True).clamp(min=1e-6) / 127
+    q = torch.round(x_s / scale).to(torch.int8)
     return (torch._int_mm(q, qweight).float() * scale * wscale).to(x.dtype)
 
 
@@ -53,27 +57,60 @@ def w8a8_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1])
     if rows.shape[0] <= 16:  # _int_mm wants more rows; the answer positions alone stay in bfloat16
         return torch.nn.functional.linear(x, self.weight, self.bias)
-    y = _compiled(rows, self.qweight, self.wscale).reshape(*x.shape[:-1], -1)
+    y = _compiled(rows, self.qweight, self.wscale, self.smooth).reshape(*x.shape[:-1], -1)
     return y if self.bias is None else y + self.bias
 
 
-def quantise(model: torch.nn.Module, names: tuple[str, ...]) -> int:
-    """Swap the forward of every base Linear named in ``names`` inside the decoder layers; returns how many."""
-    n = 0
+def base_linears(model: torch.nn.Module, names: tuple[str, ...]) -> dict[str, torch.nn.Linear]:
+    """The decoder layers' base Linear modules named in ``names`` (peft keeps a LoRA layer's base as .base_layer)."""
+    out = {}
     for name, m in llm.base_decoder(model).layers.named_modules():
         parts = name.split(".")
-        own = parts[-2] if parts[-1] == "base_layer" else parts[-1]  # peft keeps a LoRA layer's base as .base_layer
+        own = parts[-2] if parts[-1] == "base_layer" else parts[-1]
         if type(m) is torch.nn.Linear and "lora_" not in name and own in names:
-            quantise_linear(m)
-            n += 1
-    return n
+            out[name] = m
+    return out
 
 
-def quantise_linear(m: torch.nn.Linear) -> None:
-    w = m.weight.detach().float()
+def quantise(model: torch.nn.Module, names: tuple[str, ...], smooth: dict[str, torch.Tensor] | None = None) -> int:
+    """Swap the forward of every base Linear named in ``names`` for a W8A8 one; returns how many. ``smooth``: per
+    module, the SmoothQuant factors (``smoothing``) that move activation outliers into the weights."""
+    linears = base_linears(model, names)
+    for name, m in linears.items():
+        quantise_linear(m, None if smooth is None else smooth[name])
+    return len(linears)
+
+
+@torch.inference_mode()
+def smoothing(ranker: llm.LetterRanker, names: tuple[str, ...], people: list, alpha: float = 0.5) -> dict[str, torch.Tensor]:
+    """SmoothQuant's per-input-channel factors max|X_j|^α / max|W_j|^(1-α) (Xiao et al., 2023) for each base Linear,
+    the activations' maxima read from ``ranker``'s own passes over ``people``."""
+    linears = base_linears(ranker.model, names)
+    amax = {name: torch.zeros(m.in_features) for name, m in linears.items()}
+
+    def record(name: str):
+        def hook(module: torch.nn.Module, args: tuple) -> None:
+            amax[name] = torch.maximum(amax[name], args[0].detach().abs().float().reshape(-1, args[0].shape[-1]).amax(0))
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in linears.items()]
+    try:
+        for p in people:
+            ranker.score(*p)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {name: (amax[name].clamp(min=1e-5) ** alpha / m.weight.detach().float().abs().amax(0).clamp(min=1e-5)
+                   ** (1 - alpha)).clamp(min=1e-5) for name, m in linears.items()}
+
+
+def quantise_linear(m: torch.nn.Linear, smooth: torch.Tensor | None = None) -> None:
+    smooth = torch.ones(m.in_features) if smooth is None else smooth.float()
+    w = m.weight.detach().float() * smooth
     s = w.abs().amax(1).clamp(min=1e-8) / 127
     m.register_buffer("qweight", torch.round(w / s[:, None]).to(torch.int8).t().contiguous(), persistent=False)
     m.register_buffer("wscale", s, persistent=False)
+    m.register_buffer("smooth", smooth, persistent=False)
     m.forward = types.MethodType(w8a8_forward, m)
 
 
@@ -111,12 +148,16 @@ def main(args: argparse.Namespace) -> None:
 
     bf16 = ranker()
     fp32 = llm.LetterRanker(copy.deepcopy(model).float(), tokenizer, adapters, catalog)
+    people = other_people(split, args.people, args.seed)
+    calibration = other_people(split, args.people, args.seed + 1)  # another draw: the factors are not fitted on the test
     quantised, swapped = [], []
     for names in VARIANTS.values():
         r = ranker()
         swapped.append(quantise(r.model, names))
         quantised.append(r)
-    people = other_people(split, args.people, args.seed)
+    smoothed = ranker()
+    swapped.append(quantise(smoothed.model, ALL, smoothing(smoothed, ALL, calibration)))
+    quantised.append(smoothed)
     ref_bf16 = [bf16.score(*p) for p in people]
     ref_fp32 = [fp32.score(*p) for p in people]
     rankers = [bf16, *quantised]
@@ -133,7 +174,7 @@ def main(args: argparse.Namespace) -> None:
           "| vs bfloat16: Spearman per prompt (median, min); same top | vs float32: Spearman (median, min); same top |")
     print("|---|---|---|---|---|---|")  # noqa: T201
     labels = ["bfloat16, the attention compiled alone (the app's default)",
-              *(f"W8A8: {label}" for label in VARIANTS)]
+              *(f"W8A8: {label}" for label in VARIANTS), "W8A8: all, smoothed (SmoothQuant, α = 0.5)"]
     for label, n, r, ms in zip(labels, [0, *swapped], rankers, times, strict=True):
         cells = []
         for reference in (ref_bf16, ref_fp32):
