@@ -492,10 +492,11 @@ def test_the_llm_conditions_are_paired_with_the_rows_they_must_beat():
     assert comparisons_table({**result, "per_user": {"warm": {"SASRec": per["SASRec"]}}}, "warm") == []
     # simulate --blend-neg: the blend against each of its halves beside the same positive adapter
     per |= {"SASRec + LLM pos + LLM neg & rating-neg (α=0.6)": cond([2, 2]),
-            "SASRec + LLM pos + rating-neg (α=0.6)": cond([1, 1])}
+            "SASRec + LLM pos + rating-neg (α=0.6)": cond([1, 1]), "SASRec + LLM pos + emb-neg (α=0.6)": cond([4, 4])}
     rows = [line.split(" | ") for line in comparisons_table(result, "warm")[2:]]
     blend = [(r[2], r[3][:4]) for r in rows if r[1].startswith("SASRec + LLM pos + LLM neg & rating-neg")]
-    assert blend == [("SASRec + LLM pos+neg (α=0.6, val)", "-33%"), ("SASRec + LLM pos + rating-neg (α=0.6)", "+100")]
+    assert blend == [("SASRec + LLM pos+neg (α=0.6, val)", "-33%"), ("SASRec + LLM pos + rating-neg (α=0.6)", "+100"),
+                     ("SASRec + LLM pos + emb-neg (α=0.6)", "-50%")]
 
 
 def test_the_rounds_table_pairs_round_one_graded_ndcg_with_sasrec():
