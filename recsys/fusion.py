@@ -5,7 +5,7 @@
 R_base is the retriever's rank, R_pos the positive model's rank (1 = most liked), R_neg the negative
 model's rank (1 = most likely disliked). A side without history contributes 0. Ties in a model's
 scores get their average rank, so a tie never inherits the retriever's order (that would fake signal).
-Also reciprocal-rank fusion for blending the SASRec and free-text candidate lists.
+Also z-scores within a list (``standardised``, for score-level blends) and reciprocal-rank fusion for blending the SASRec and free-text candidate lists.
 Not for: producing the scores (llm.py) or choosing candidates (pipeline.py).
 """
 
@@ -21,6 +21,13 @@ from scipy.stats import rankdata
 @dataclass(frozen=True)
 class FusionConfig:
     alpha: float = 0.6
+
+
+def standardised(scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Scores as z-scores within one candidate list (all zeros when they do not vary)."""
+    x = np.asarray(scores, dtype=np.float64)
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
 def ranks_from_scores(scores: np.ndarray) -> np.ndarray:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.optimize import minimize
 
+from recsys.fusion import standardised
+
 if TYPE_CHECKING:
     from recsys.catalog import Catalog
     from recsys.data import Split
@@ -30,11 +32,6 @@ if TYPE_CHECKING:
 RETRIEVAL = ("SASRec z-score", "SASRec log rank")
 SHOWN = (*RETRIEVAL, "mean rating z", "genre match with likes", "genre match with dislikes")
 WITH_POPULARITY = (*SHOWN, "log popularity z")
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
 class CandidateFeatures:
@@ -60,10 +57,10 @@ class CandidateFeatures:
         cols = {
             "SASRec z-score": retrieval[:, 0],
             "SASRec log rank": retrieval[:, 1],
-            "mean rating z": _z(np.array([self.means.get(c, self.default_mean) for c in case.candidates])),
+            "mean rating z": standardised(np.array([self.means.get(c, self.default_mean) for c in case.candidates])),
             "genre match with likes": np.array([self.match(case.likes, c) for c in case.candidates]),
             "genre match with dislikes": np.array([self.match(case.dislikes, c) for c in case.candidates]),
-            "log popularity z": _z(np.log1p([self.counts[c] for c in case.candidates])),
+            "log popularity z": standardised(np.log1p([self.counts[c] for c in case.candidates])),
         }
         return np.stack([cols[name] for name in names], axis=1)
 
@@ -74,7 +71,7 @@ def retrieval_columns(case: UserCase) -> np.ndarray:
     n = len(case.candidates)
     base = np.asarray(case.base_scores, dtype=np.float64) if case.base_scores else -np.arange(n, dtype=np.float64)
     base = np.where(np.isfinite(base), base, np.min(base[np.isfinite(base)], initial=0.0))
-    return np.stack([_z(base), -np.log1p(np.arange(n, dtype=np.float64))], axis=1)
+    return np.stack([standardised(base), -np.log1p(np.arange(n, dtype=np.float64))], axis=1)
 
 
 def user_folds(n: int, seed: int, folds: int = 2) -> np.ndarray:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from recsys.data import Split, mean_ratings, prepare, training_counts
 from recsys.evaluate import Holdout, holdout
-from recsys.fusion import fuse, fused_order, ranks_from_scores
+from recsys.fusion import fuse, fused_order, ranks_from_scores, standardised
 from recsys.listwise import (
     RETRIEVAL,
     SHOWN,
@@ -179,9 +179,7 @@ NEG_BASELINE_ALPHAS = (0.3, 0.6)  # 0.3: what the simulation's validation people
 def _z(x: Sequence[float] | np.ndarray) -> np.ndarray:
     """Standardised within one candidate list (non-finite scores -> the lowest finite one)."""
     x = np.asarray(x, dtype=np.float64)
-    x = np.where(np.isfinite(x), x, np.min(x[np.isfinite(x)], initial=0.0))
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+    return standardised(np.where(np.isfinite(x), x, np.min(x[np.isfinite(x)], initial=0.0)))
 
 
 def score_fusion(c: UserCase, s: tuple, w_pos: float, w_neg: float) -> np.ndarray:

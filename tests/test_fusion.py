@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from recsys.fusion import fuse, fused_order, ranks_from_scores, reciprocal_rank_fusion
+from recsys.fusion import fuse, fused_order, ranks_from_scores, reciprocal_rank_fusion, standardised
 
 
 def test_ranks_from_scores_average_ties():
@@ -26,3 +26,9 @@ def test_missing_sides_contribute_nothing_and_alpha_one_is_the_retriever():
 
 def test_rrf():
     assert reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]]) == [1, 3, 2, 4]
+
+
+def test_standardised_scores_are_z_scores_within_the_list_and_zero_when_flat():
+    z = standardised([1.0, 2.0, 6.0])
+    assert z.mean() == pytest.approx(0.0) and z.std() == pytest.approx(1.0) and np.argsort(z).tolist() == [0, 1, 2]
+    assert standardised([3.0, 3.0]).tolist() == [0.0, 0.0]

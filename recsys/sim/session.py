@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.fusion import standardised
 from recsys.memo import prefetch
 from recsys.pipeline import Recommender
 from recsys.protocols import PreferenceRanker
@@ -246,13 +247,6 @@ class CombinedRanker:
     def prefetch(self, queries: Sequence[tuple], batch_size: int = 32) -> None:
         prefetch(self.pos_ranker, [(lk, (), c) for lk, _, c in queries if lk], batch_size)
         prefetch(self.neg_ranker, [((), dk, c) for _, dk, c in queries if dk], batch_size)
-
-
-def standardised(scores: np.ndarray) -> np.ndarray:
-    """Scores as z-scores within one list (all zeros when they do not vary)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    sd = scores.std()
-    return np.zeros_like(scores) if sd == 0 else (scores - scores.mean()) / sd
 
 
 class BlendedNegRanker:
