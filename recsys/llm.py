@@ -280,14 +280,23 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
 
 def letter_token_ids(tokenizer: Any, n: int) -> list[int]:
-    """Token id of each choice letter right after the answer opening "(", checked to be ONE token."""
+    """Token id of each choice letter right after the answer opening "(", checked to be ONE token.
+
+    Some BPE vocabularies (Qwen2's) merge "(" with the letter ("(A" is one token), so no letter token
+    follows a "(" in their own tokenisation; the prompt still ends with "(" (its suffix is tokenised on
+    its own), and the letter's own token is scored there, as a fine-tuned adapter learns to.
+    """
     context = encode(tokenizer, prompts.ASSISTANT_TURN + prompts.ANSWER_OPEN)
     ids = []
     for letter in prompts.letters(n):
         full = encode(tokenizer, prompts.ASSISTANT_TURN + prompts.ANSWER_OPEN + letter)
-        if len(full) != len(context) + 1 or full[:-1] != context:
+        alone = encode(tokenizer, letter)
+        if len(full) == len(context) + 1 and full[:-1] == context:
+            ids.append(full[-1])
+        elif len(full) == len(context) and full[:-1] == context[:-1] and len(alone) == 1:
+            ids.append(alone[0])  # "(" merged with the letter: the letter's own token
+        else:
             raise ValueError(f"letter {letter!r} is not a single token after {prompts.ANSWER_OPEN!r}")
-        ids.append(full[-1])
     if len(set(ids)) != n:
         raise ValueError("two choice letters share a token id")
     return ids

@@ -445,6 +445,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(d.scenarios))
     p.add_argument("--no-llm", action="store_true")
     p.add_argument("--adapters-dir", type=Path, default=d.adapters_dir)
+    p.add_argument("--base-model", default=d.base_model,
+                   help="the adapters' base model: a package:<name> spec, an HF id or a local folder")
     p.add_argument("--also-exclude", type=Path, nargs="+", default=list(d.also_exclude),
                    help="other adapter folders whose training people are left out too (compare two pairs on the "
                         "same people with scripts/compare_sim_runs.py)")
@@ -486,6 +488,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                    k=args.k, seed=args.seed, p_unknown_dislike=args.p_unknown_dislike, alphas=tuple(args.alphas),
                    bound_alphas=tuple(args.bound_alphas),
                    scenarios=tuple(args.scenarios), llm=not args.no_llm, adapters_dir=args.adapters_dir,
+                   base_model=args.base_model,
                    also_exclude=tuple(args.also_exclude),
                    out_dir=args.out_dir, device=args.device, batch_size=args.batch_size, compile=args.compile,
                    blend_neg=args.blend_neg)

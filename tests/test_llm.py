@@ -90,6 +90,17 @@ def test_letter_ids_are_looked_up_and_distinct(smol_tokenizer):
     assert ids == [smol_tokenizer.convert_tokens_to_ids(c) for c in "ABCDEFGHIJKLMNOPQRST"]
 
 
+def test_letter_ids_where_the_vocabulary_merges_the_bracket_with_the_letter(smol_tokenizer):
+    """Qwen2's BPE has "(A" as one token: after the prompt's own "(" the letter's own token is scored."""
+    merged = copy.deepcopy(smol_tokenizer)
+    merged.add_tokens([f"({c}" for c in "ABCDEFGHIJKLMNOPQRST"])
+    assert len(llm.encode(merged, prompts.ANSWER_OPEN + "C")) == 1  # the merge this case is about
+    assert llm.letter_token_ids(merged, 20) == llm.letter_token_ids(smol_tokenizer, 20)
+    merged.add_tokens(["\n(U"])  # a letter that swallows more of the prompt than the "(" is refused
+    with pytest.raises(ValueError, match="not a single token"):
+        llm.letter_token_ids(merged, 21)
+
+
 def test_left_padded_batch_matches_each_prompt_alone(tiny_model, smol_tokenizer):
     """A left-padded batch of whole prompts == each prompt run alone, without padding."""
     rows = [llm.prompt_ids(smol_tokenizer, prompts.build("pos", ["Alien", "Heat", "Up"], ["Toy Story", "Shrek", "Solaris"])),

