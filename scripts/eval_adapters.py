@@ -117,7 +117,7 @@ def main(args: argparse.Namespace) -> None:
     cfg = finetune.FinetuneConfig(
         dataset=args.dataset, user_fraction=args.user_fraction, max_examples_per_user=args.max_examples_per_user,
         val_users=args.val_users, lora_layers=tuple(args.lora_layers) if args.lora_layers else None,
-        target_modules=tuple(args.target_modules), labels=args.labels, task=args.task,
+        target_modules=tuple(args.target_modules), labels=args.labels, task=args.task, base_model=args.base_model,
     )
     ds, split = prepare(cfg.dataset)
     retriever, _ = finetune.default_retriever(split, args.sasrec_dir, cfg.seed)
@@ -218,6 +218,7 @@ if __name__ == "__main__":
     p.add_argument("--dataset", default="ml-latest-small")
     p.add_argument("--sasrec-dir", type=Path, default=None, help="default: assets/sasrec/<dataset> when there")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache"))
+    p.add_argument("--base-model", default=finetune.FinetuneConfig().base_model, help="the adapters' base model")
     p.add_argument("--user-fraction", type=float, default=0.2)
     p.add_argument("--max-examples-per-user", type=int, default=10)
     p.add_argument("--val-users", type=int, default=60)
