@@ -629,3 +629,27 @@ def test_runs_of_two_datasets_pool_into_one_paired_table():
     longer = {**b_new, "config": {**b_new["config"], "rounds": 5}}
     with pytest.raises(ValueError, match="rounds"):
         pooled_runs([(a_new, a_old), (longer, {**b_old, "config": longer["config"]})], "warm")
+
+
+def test_an_earlier_run_is_cut_to_the_people_of_a_smaller_one():
+    """report.restricted (scripts/compare_sim_runs.py): a 2-person run pairs with a 3-person run of the same seed
+    cut to its people; every per-person list keeps exactly those people, and someone not in the run is refused."""
+    from recsys.sim.report import restricted, runs_table
+
+    def cond(disliked):
+        return {"cum_disliked": [[0, 0, d] for d in disliked], "like_share": [[0.1] * 3 for _ in disliked],
+                "ndcg": [[0.2, 0.0, 0.0] for _ in disliked], "cum_liked": [[1, 2, 3] for _ in disliked]}
+
+    config = {"dataset": "toy", "rounds": 3, "k": 10, "seed": 42, "p_unknown_dislike": 0.0}
+    old = {"config": config, "users": {"test": [7, 9, 11], "validation": [1]},
+           "per_user": {"warm": {"SASRec": cond([1, 5, 3])}}}
+    new = {"config": config, "users": {"test": [7, 11]}, "per_user": {"warm": {"SASRec": cond([1, 3])}}}
+    with pytest.raises(ValueError, match="different people"):
+        runs_table(new, old, "warm")
+    cut = restricted(old, new["users"]["test"])
+    assert cut["users"] == {"test": [7, 11], "validation": [1]}
+    assert cut["per_user"]["warm"]["SASRec"]["cum_disliked"] == [[0, 0, 1], [0, 0, 3]]
+    assert old["users"]["test"] == [7, 9, 11]  # the run itself is left as it was
+    assert "+0% [+0, +0]" in runs_table(new, cut, "warm")[2]
+    with pytest.raises(ValueError, match="not in the run"):
+        restricted(old, [7, 8])

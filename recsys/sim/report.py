@@ -183,6 +183,21 @@ def runs_table(new: Mapping[str, Any], old: Mapping[str, Any], scenario: str) ->
     return lines
 
 
+def restricted(result: Mapping[str, Any], people: Sequence[int]) -> dict[str, Any]:
+    """``result`` with only ``people`` (some of its test people, in its order): every per-person list cut to them,
+    so a run of the first 100 of another run's seeded sample pairs with that run (the same seed and exclusions draw
+    the same order, ``simulate.choose_users``). Raises ValueError when one of them is not among its people."""
+    test = list(result["users"]["test"])
+    missing = sorted(set(people) - set(test))
+    if missing:
+        raise ValueError(f"{len(missing)} of these people are not in the run (e.g. {missing[:3]})")
+    keep = [i for i, person in enumerate(test) if person in set(people)]
+    per_user = {scenario: {cond: {m: [values[i] for i in keep] for m, values in metrics.items()}
+                           for cond, metrics in conds.items()}
+                for scenario, conds in result["per_user"].items()}
+    return {**result, "users": {**result["users"], "test": [test[i] for i in keep]}, "per_user": per_user}
+
+
 _SETTINGS = ("rounds", "k", "seed", "p_unknown_dislike")  # what every run compared or pooled must share
 
 
