@@ -187,11 +187,11 @@ def restricted(result: Mapping[str, Any], people: Sequence[int]) -> dict[str, An
     """``result`` with only ``people`` (some of its test people, in its order): every per-person list cut to them,
     so a run of the first 100 of another run's seeded sample pairs with that run (the same seed and exclusions draw
     the same order, ``simulate.choose_users``). Raises ValueError when one of them is not among its people."""
-    test = list(result["users"]["test"])
-    missing = sorted(set(people) - set(test))
+    test, wanted = list(result["users"]["test"]), set(people)
+    missing = sorted(wanted - set(test))
     if missing:
         raise ValueError(f"{len(missing)} of these people are not in the run (e.g. {missing[:3]})")
-    keep = [i for i, person in enumerate(test) if person in set(people)]
+    keep = [i for i, person in enumerate(test) if person in wanted]
     per_user = {scenario: {cond: {m: [values[i] for i in keep] for m, values in metrics.items()}
                            for cond, metrics in conds.items()}
                 for scenario, conds in result["per_user"].items()}
